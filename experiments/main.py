@@ -1,0 +1,36 @@
+"""Trains and evaluates one config.
+
+  python -m experiments.main --config=experiments/configs/digits.py --workdir=/tmp/digits \
+      --config.model.cell=lstm --config.model.num_layers=2
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import seqrnn
+
+config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where config.json, metrics.jsonl, TensorBoard events '
+                    'and checkpoints go; an existing workdir is resumed.')
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  for split in ('eval', 'test'):
+    print(f'{split}: ' + ' '.join(f'{k}={v:.4f}' for k, v in results[split].items()))
+
+
+if __name__ == '__main__':
+  # Checked before absl parses flags, whose error for a mistyped field is a traceback.
+  if errors := seqrnn.config.unknown_overrides(sys.argv[1:]):
+    sys.exit('\n'.join(errors))
+  app.run(main)

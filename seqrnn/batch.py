@@ -1,0 +1,74 @@
+"""What a batch is, and the checks that reject a bad one before any compile.
+
+A batch (and a whole data set split) is a dict of numpy arrays:
+  inputs   float [batch, time, features], or int tokens [batch, time]
+  lengths  int [batch], each in [1, time]
+  labels   int [batch] (classification) or [batch, time] (labelling);
+           values at padded steps are ignored
+  weights  optional float [batch]: 0 marks a padding example
+"""
+
+import numpy as np
+
+
+def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=None,
+                   name='batch'):
+  """Raises ValueError naming the array, the value found and what was expected."""
+  for key in ('inputs', 'lengths', 'labels'):
+    if key not in batch:
+      raise ValueError(f'{name} has no {key!r} array (it has {sorted(batch)})')
+  inputs = np.asarray(batch['inputs'])
+  lengths = np.asarray(batch['lengths'])
+  labels = np.asarray(batch['labels'])
+  if inputs.shape[0] == 0:
+    raise ValueError(f'{name} is empty: inputs has shape {inputs.shape}')
+  tokens = vocab_size is not None
+  want_rank = 2 if tokens else 3
+  if inputs.ndim != want_rank:
+    layout = '[batch, time] int tokens' if tokens else '[batch, time, features]'
+    raise ValueError(f'{name}["inputs"] has shape {inputs.shape} (rank {inputs.ndim}); '
+                     f'expected rank {want_rank}, {layout}')
+  batch_size, num_steps = inputs.shape[:2]
+  if tokens:
+    if not np.issubdtype(inputs.dtype, np.integer):
+      raise ValueError(f'{name}["inputs"] has dtype {inputs.dtype}; expected integer token ids')
+    bad = (inputs < 0) | (inputs >= vocab_size)
+    if bad.any():
+      raise ValueError(f'{name}["inputs"] holds token id {inputs[bad][0]} at index '
+                       f'{_where(bad)}; expected ids in [0, {vocab_size})')
+  else:
+    if not np.issubdtype(inputs.dtype, np.floating):
+      raise ValueError(f'{name}["inputs"] has dtype {inputs.dtype}; expected floating features')
+    if num_features is not None and inputs.shape[2] != num_features:
+      raise ValueError(f'{name}["inputs"] has {inputs.shape[2]} features (shape {inputs.shape}); '
+                       f'the model expects {num_features}')
+    bad = ~np.isfinite(inputs)
+    if bad.any():
+      raise ValueError(f'{name}["inputs"] holds {inputs[bad][0]} at index '
+                       f'{_where(bad)}; expected finite values')
+  if lengths.shape != (batch_size,) or not np.issubdtype(lengths.dtype, np.integer):
+    raise ValueError(f'{name}["lengths"] has shape {lengths.shape} and dtype {lengths.dtype}; '
+                     f'expected int [{batch_size}]')
+  bad = (lengths < 1) | (lengths > num_steps)
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise ValueError(f'{name}["lengths"][{i}] = {lengths[i]}; expected 1 <= length <= '
+                     f'time = {num_steps}')
+  want = (batch_size,) if task == 'classification' else (batch_size, num_steps)
+  if labels.shape != want or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f'{name}["labels"] has shape {labels.shape} and dtype {labels.dtype}; '
+                     f'expected int {list(want)} for task {task!r}')
+  real = (np.ones(want, bool) if task == 'classification'
+          else np.arange(num_steps)[None, :] < lengths[:, None])
+  bad = real & ((labels < 0) | (labels >= num_classes))
+  if bad.any():
+    raise ValueError(f'{name}["labels"] holds {labels[bad][0]} at index '
+                     f'{_where(bad)}; expected labels in [0, {num_classes})')
+  if 'weights' in batch and np.asarray(batch['weights']).shape != (batch_size,):
+    raise ValueError(f'{name}["weights"] has shape {np.asarray(batch["weights"]).shape}; '
+                     f'expected [{batch_size}]')
+
+
+def _where(bad):
+  """The index of the first True of `bad`, as a tuple of ints."""
+  return tuple(int(i) for i in np.argwhere(bad)[0])

@@ -1,0 +1,139 @@
+"""The configuration schema: every field with its default and meaning, and checks.
+
+Experiment configs (`experiments/configs/*.py`) start from `default_config()`
+and change fields; `validate_config` rejects unknown fields, wrong types and
+out-of-range values with a message naming the field, before any work starts.
+"""
+
+import difflib
+
+import ml_collections
+
+
+def default_config():
+  c = ml_collections.ConfigDict()
+  c.task = 'classification'      # 'classification' (a label per sequence) or 'labelling' (per step)
+  c.seed = 0                     # seeds parameters, dropout and data order
+
+  c.model = ml_collections.ConfigDict()
+  c.model.cell = 'gru'           # 'gru' or 'lstm'
+  c.model.hidden_size = 128      # units per layer
+  c.model.num_layers = 1         # stacked recurrent layers
+  c.model.dropout_rate = 0.0     # dropout on each layer's output during training, in [0, 1)
+  c.model.embed_dim = 64         # embedding size, used only when inputs are tokens
+  c.model.dtype = 'float32'      # computation dtype ('float32' or 'bfloat16'); parameters stay float32
+  c.model.unroll = 1             # timesteps per iteration of the scanned loop
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'digits'         # a name in seqrnn.data.DATASETS
+  c.data.path = ''               # file or directory for data sets read from disk
+  c.data.batch_size = 64         # global batch size (all devices and hosts together)
+  c.data.eval_batch_size = 256   # batch size of evaluation and test
+  c.data.num_buckets = 4         # padded lengths per data set: at most this many compiled shapes
+  c.data.lowercase = False       # treebanks: lower-case words before building the vocabulary
+  c.data.min_count = 1           # treebanks: words seen fewer times in training are out of vocabulary
+  c.data.tag_column = 'upos'     # treebanks: CoNLL-U column to predict, 'upos' or 'xpos'
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adam'          # 'adam', 'adamw' or 'sgd'
+  c.optim.learning_rate = 3e-3   # peak learning rate
+  c.optim.schedule = 'cosine'    # 'constant' or 'cosine' (decay to 0 over train.num_steps)
+  c.optim.warmup_steps = 0       # linear warm-up from 0 to the peak
+  c.optim.grad_clip_norm = 1.0   # clip gradients to this global norm; 0 disables
+  c.optim.weight_decay = 0.0     # adamw only
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1000       # optimiser steps in the whole run
+  c.train.log_every_steps = 50   # train metrics to metrics.jsonl / TensorBoard
+  c.train.eval_every_steps = 200  # evaluation on the eval split
+  c.train.checkpoint_every_steps = 200  # Orbax checkpoint of the train state
+  c.train.keep_checkpoints = 2   # most recent checkpoints kept
+  c.train.skip_nonfinite = False  # on a NaN/Inf loss or gradient: skip that update (True) or stop (False)
+  return c
+
+
+_CHOICES = {
+    'task': ('classification', 'labelling'),
+    'model.cell': ('gru', 'lstm'),
+    'model.dtype': ('float32', 'bfloat16'),
+    'data.tag_column': ('upos', 'xpos'),
+    'optim.name': ('adam', 'adamw', 'sgd'),
+    'optim.schedule': ('constant', 'cosine'),
+}
+_POSITIVE = ('model.hidden_size', 'model.num_layers', 'model.embed_dim', 'model.unroll',
+             'data.batch_size', 'data.eval_batch_size', 'data.num_buckets', 'data.min_count',
+             'optim.learning_rate', 'train.num_steps', 'train.log_every_steps',
+             'train.eval_every_steps', 'train.checkpoint_every_steps', 'train.keep_checkpoints')
+_NON_NEGATIVE = ('optim.warmup_steps', 'optim.grad_clip_norm', 'optim.weight_decay')
+
+
+def _flatten(config, prefix=''):
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def unknown_overrides(argv):
+  """Messages for `--config.<field>=...` arguments naming no field of the schema."""
+  known = _flatten(default_config())
+  errors = []
+  for arg in argv:
+    if arg.startswith('--config.'):
+      field = arg[len('--config.'):].split('=', 1)[0]
+      if field not in known:
+        close = difflib.get_close_matches(field, known, n=1)
+        hint = f'; did you mean config.{close[0]}?' if close else ''
+        errors.append(f'{arg}: config.{field} is not a config field{hint}')
+  return errors
+
+
+def validate_config(config):
+  """Raises ValueError/TypeError naming the first bad field of `config`."""
+  reference = _flatten(default_config())
+  fields = _flatten(config)
+  unknown = sorted(set(fields) - set(reference))
+  if unknown:
+    raise ValueError(f'unknown config field(s) {unknown}; known fields: {sorted(reference)}')
+  missing = sorted(set(reference) - set(fields))
+  if missing:
+    raise ValueError(f'config is missing field(s) {missing}')
+  for name, value in fields.items():
+    expected = type(reference[name])
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+      ok = True
+    if not ok:
+      raise TypeError(f'config.{name}={value!r} has type {type(value).__name__}; '
+                      f'expected {expected.__name__}')
+  for name, choices in _CHOICES.items():
+    if fields[name] not in choices:
+      raise ValueError(f'config.{name}={fields[name]!r} is not one of {list(choices)}')
+  for name in _POSITIVE:
+    if not fields[name] > 0:
+      raise ValueError(f'config.{name}={fields[name]!r} must be > 0')
+  for name in _NON_NEGATIVE:
+    if not fields[name] >= 0:
+      raise ValueError(f'config.{name}={fields[name]!r} must be >= 0')
+  if not 0.0 <= fields['model.dropout_rate'] < 1.0:
+    raise ValueError(f'config.model.dropout_rate={fields["model.dropout_rate"]!r} must be in [0, 1)')
+
+
+# Fields whose change alters the shapes or meaning of a saved train state.
+SHAPE_FIELDS = ('task', 'model.cell', 'model.hidden_size', 'model.num_layers',
+                'model.embed_dim', 'data.name', 'data.path', 'data.lowercase',
+                'data.min_count', 'data.tag_column', 'optim.name')
+
+
+def resume_conflicts(saved, config):
+  """Fields of SHAPE_FIELDS where the flat dict `saved` and `config` differ."""
+  new = _flatten(config)
+  return {f: (saved.get(f), new[f]) for f in SHAPE_FIELDS if saved.get(f) != new[f]}
+
+
+def to_flat_dict(config):
+  """`config` as a flat {'group.field': value} dict of plain JSON values."""
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in _flatten(config).items()}

@@ -1,0 +1,113 @@
+"""Batches from a split: a deterministic function of (seed, step), padded to buckets.
+
+Because the batch of step s depends only on (seed, s), the position in the data
+stream is the step itself: a run resumed from a checkpoint at step s sees the
+batches the uninterrupted run would have seen.
+"""
+
+import collections
+import concurrent.futures
+import functools
+
+import numpy as np
+
+# Sequences are sorted by length inside windows of this many batches, so a
+# batch holds sequences of similar length (little padding) yet stays random.
+_SORT_WINDOW_BATCHES = 32
+
+
+def bucket_lengths(lengths, num_buckets):
+  """At most `num_buckets` padded lengths covering `lengths`: length quantiles
+  rounded up to a multiple of 8, the last being max(lengths)."""
+  lengths = np.asarray(lengths)
+  longest = int(lengths.max())
+  quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:], method='higher')
+  return tuple(sorted({min(-(-int(q) // 8) * 8, longest) for q in quantiles} | {longest}))
+
+
+def pad_to(batch, num_steps):
+  """Crops or zero-pads the time axis of `inputs` (and per-step `labels`)."""
+  out = dict(batch)
+  for key in ('inputs', 'labels'):
+    x = batch[key]
+    if key == 'inputs' or x.ndim == 2:  # classification labels have no time axis
+      if x.shape[1] >= num_steps:
+        out[key] = x[:, :num_steps]
+      else:
+        width = [(0, 0), (0, num_steps - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+        out[key] = np.pad(x, width)
+  return out
+
+
+def _bucket_for(max_len, buckets):
+  return next(b for b in buckets if b >= max_len)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_plan(lengths_bytes, batch_size, seed, epoch):
+  lengths = np.frombuffer(lengths_bytes, np.int32)
+  rng = np.random.default_rng([seed, epoch])
+  order = rng.permutation(len(lengths))
+  steps = len(lengths) // batch_size
+  order = order[:steps * batch_size]
+  window = batch_size * _SORT_WINDOW_BATCHES
+  chunks = [c[np.argsort(lengths[c], kind='stable')] for c in np.split(order, range(window, len(order), window))]
+  batches = np.concatenate(chunks).reshape(steps, batch_size)
+  return batches[rng.permutation(steps)]
+
+
+def steps_per_epoch(split, batch_size):
+  return len(split['lengths']) // batch_size
+
+
+def train_batch(split, step, *, batch_size, buckets, seed, process_index=0, process_count=1):
+  """The batch of training step `step`, this process's share of it.
+
+  Epoch e is a permutation of the split drawn from (seed, e); the last partial
+  batch of an epoch is dropped so every step has `batch_size` sequences. With
+  several processes, each returns its contiguous `batch_size / process_count` rows.
+  """
+  n = steps_per_epoch(split, batch_size)
+  if n == 0:
+    raise ValueError(f'the training split has {len(split["lengths"])} sequences, fewer than '
+                     f'config.data.batch_size={batch_size}')
+  epoch, i = divmod(step, n)
+  lengths = np.ascontiguousarray(split['lengths'], np.int32)
+  idx = _epoch_plan(lengths.tobytes(), batch_size, seed, epoch)[i]
+  num_steps = _bucket_for(int(lengths[idx].max()), buckets)
+  idx = np.array_split(idx, process_count)[process_index]
+  return pad_to({k: v[idx] for k, v in split.items()}, num_steps)
+
+
+def eval_batches(split, *, batch_size, buckets):
+  """The whole split in order, in batches of `batch_size`; the last batch is
+  filled up with copies of its first row whose `weights` are 0."""
+  n = len(split['lengths'])
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    weights = np.ones(batch_size, np.float32)
+    weights[len(idx):] = 0
+    idx = np.concatenate([idx, np.full(batch_size - len(idx), start)])
+    batch = {k: v[idx] for k, v in split.items()}
+    batch['weights'] = weights
+    yield pad_to(batch, _bucket_for(int(batch['lengths'].max()), buckets))
+
+
+def padding_fraction(batches):
+  """The fraction of padded (sequence, step) slots over `batches`."""
+  real = sum(int(b['lengths'].sum()) for b in batches)
+  total = sum(b['inputs'].shape[0] * b['inputs'].shape[1] for b in batches)
+  return 1.0 - real / total
+
+
+def prefetch(make, keys, depth=2):
+  """Yields `make(k)` for k in `keys`, computing up to `depth` ahead in a thread."""
+  keys = iter(keys)
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    pending = collections.deque(pool.submit(make, k) for _, k in zip(range(depth), keys))
+    while pending:
+      result = pending.popleft().result()
+      for k in keys:
+        pending.append(pool.submit(make, k))
+        break
+      yield result

@@ -1,0 +1,119 @@
+"""Part-of-speech tagging from CoNLL-U (Universal Dependencies) files.
+
+Words become token ids through a vocabulary built on the training split:
+id 0 pads, id 1 is the out-of-vocabulary word.
+"""
+
+import collections
+import gzip
+import importlib.metadata
+import pathlib
+
+import numpy as np
+
+from seqrnn.data.dataset import Dataset, pad_sequences, split_indices
+
+PAD, OOV = 0, 1
+_COLUMNS = {'upos': 3, 'xpos': 4}
+
+
+def read_conllu(path, column='upos'):
+  """Sentences of `path` as a list of (words, tags).
+
+  Multiword-token ranges (ids like `3-4`) and empty nodes (ids like `5.1`) are
+  skipped: the tagged units are the syntactic words.
+  """
+  opener = gzip.open if str(path).endswith('.gz') else open
+  sentences, words, tags = [], [], []
+  with opener(path, 'rt', encoding='utf-8') as f:
+    for line_no, line in enumerate(f, 1):
+      line = line.rstrip('\n')
+      if not line:
+        if words:
+          sentences.append((words, tags))
+        words, tags = [], []
+        continue
+      if line.startswith('#'):
+        continue
+      fields = line.split('\t')
+      if len(fields) != 10:
+        raise ValueError(f'{path}:{line_no}: expected 10 tab-separated fields, got {len(fields)}')
+      if '-' in fields[0] or '.' in fields[0]:
+        continue
+      words.append(fields[1])
+      tags.append(fields[_COLUMNS[column]])
+  if words:
+    sentences.append((words, tags))
+  return sentences
+
+
+def build_vocab(sentences, min_count=1, lowercase=False):
+  """{word: id} of the words seen at least `min_count` times, ids from 2."""
+  counts = collections.Counter(_norm(w, lowercase) for words, _ in sentences for w in words)
+  kept = sorted(w for w, c in counts.items() if c >= min_count)
+  return {w: i + 2 for i, w in enumerate(kept)}
+
+
+def _norm(word, lowercase):
+  return word.lower() if lowercase else word
+
+
+def encode(sentences, vocab, tag_ids, lowercase=False):
+  """Sentences -> a padded split dict (token ids, lengths, tag ids)."""
+  tokens = [np.array([vocab.get(_norm(w, lowercase), OOV) for w in words], np.int32)
+            for words, _ in sentences]
+  unknown = [tags for _, tags in sentences if set(tags) - set(tag_ids)]
+  if unknown:
+    raise ValueError(f'tag(s) {sorted(set(unknown[0]) - set(tag_ids))} are not in the '
+                     f'training split\'s tag set {sorted(tag_ids)}')
+  labels = [np.array([tag_ids[t] for t in tags], np.int32) for _, tags in sentences]
+  inputs, lengths = pad_sequences(tokens, np.int32, PAD)
+  labels, _ = pad_sequences(labels, np.int32, 0)
+  return {'inputs': inputs, 'lengths': lengths, 'labels': labels}
+
+
+def make_dataset(train, eval_, test, data_config):
+  """A tagging Dataset from three lists of sentences."""
+  if not train:
+    raise ValueError('the training treebank holds no sentence')
+  vocab = build_vocab(train, data_config.min_count, data_config.lowercase)
+  tags = sorted({t for _, ts in train for t in ts})
+  tag_ids = {t: i for i, t in enumerate(tags)}
+  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase)
+            for name, s in (('train', train), ('eval', eval_), ('test', test))}
+  return Dataset(splits=splits, num_classes=len(tags), vocab_size=len(vocab) + 2,
+                 class_names=tuple(tags))
+
+
+def load_directory(data_config):
+  """A UD treebank directory with `*-ud-train.conllu`, `*-ud-dev.conllu`,
+  `*-ud-test.conllu` (optionally gzipped), at `config.data.path`."""
+  root = pathlib.Path(data_config.path)
+  files = {}
+  for split, key in (('train', 'train'), ('eval', 'dev'), ('test', 'test')):
+    found = sorted(root.glob(f'*{key}.conllu')) + sorted(root.glob(f'*{key}.conllu.gz'))
+    if len(found) != 1:
+      raise FileNotFoundError(
+          f'config.data.path={str(root)!r}: expected one *{key}.conllu[.gz] file, found '
+          f'{[f.name for f in found]}; download a treebank from universaldependencies.org')
+    files[split] = found[0]
+  sents = {s: read_conllu(p, data_config.tag_column) for s, p in files.items()}
+  return make_dataset(sents['train'], sents['eval'], sents['test'], data_config)
+
+
+def turkish_files():
+  """The two CoNLL-U files shipped by the PyPI package `turkish-treebanks`."""
+  try:
+    dist = importlib.metadata.distribution('turkish-treebanks')
+  except importlib.metadata.PackageNotFoundError as e:
+    raise FileNotFoundError('data set turkish_pos needs `pip install turkish-treebanks`') from e
+  return sorted(pathlib.Path(dist.locate_file(f)) for f in dist.files
+                if str(f).endswith('.conllu'))
+
+
+def load_turkish(data_config):
+  """Turkish web + wiki treebanks (4,851 sentences), fixed 80/10/10 split."""
+  sentences = [s for path in turkish_files() for s in read_conllu(path, data_config.tag_column)]
+  parts = split_indices(len(sentences), (0.8, 0.1, 0.1), seed=0)
+  train, eval_, test = ([sentences[i] for i in idx] for idx in parts)
+  return make_dataset(train, eval_, test, data_config)

@@ -1,0 +1,51 @@
+"""Metrics to `WORKDIR/metrics.jsonl` (one JSON object a line) and TensorBoard."""
+
+import json
+import os
+import pathlib
+
+from tensorboardX import SummaryWriter
+
+
+class MetricLog:
+  """Appends {'step', 'split', ...metrics} lines; resumes without duplicates.
+
+  Opened at `start_step` (the step of the restored checkpoint), it first drops
+  the lines a killed run wrote after that checkpoint, and the test lines, since
+  the resumed run writes them again.
+  """
+
+  def __init__(self, workdir, start_step):
+    self.path = pathlib.Path(workdir) / 'metrics.jsonl'
+    kept = []
+    if self.path.exists():
+      for line in self.path.read_text().splitlines():
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+          continue
+        if record['step'] <= start_step and record['split'] != 'test':
+          kept.append(line + '\n')
+    tmp = self.path.with_suffix('.tmp')
+    tmp.write_text(''.join(kept))
+    os.replace(tmp, self.path)
+    self._file = open(self.path, 'a')
+    self._tb = SummaryWriter(str(workdir), purge_step=start_step + 1, flush_secs=30)
+
+  def write(self, step, split, metrics):
+    record = {'step': int(step), 'split': split, **{k: float(v) for k, v in metrics.items()}}
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+    for name, value in metrics.items():
+      self._tb.add_scalar(f'{split}/{name}', float(value), int(step))
+
+  def sync(self):
+    """Forces everything written so far to disk (before a checkpoint)."""
+    self._file.flush()
+    os.fsync(self._file.fileno())
+    self._tb.flush()
+
+  def close(self):
+    self.sync()
+    self._file.close()
+    self._tb.close()

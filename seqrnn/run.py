@@ -1,0 +1,207 @@
+"""`train_and_evaluate(config, workdir)`: the whole run, resumable from its workdir."""
+
+import contextlib
+import json
+import pathlib
+import signal
+import threading
+import time
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from seqrnn import config as config_lib
+from seqrnn import data as data_lib
+from seqrnn.batch import validate_batch
+from seqrnn.checkpoint import Checkpoints
+from seqrnn.data import batching
+from seqrnn.metrics_log import MetricLog
+from seqrnn.models import build_model
+from seqrnn.tasks import accumulate, get_task, summarize
+from seqrnn.train import create_train_state, eval_step, make_optimizer, train_step
+
+
+class Preempted(Exception):
+  """The run received SIGTERM/SIGINT; a checkpoint of the current step was saved."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Yields an Event set by SIGTERM/SIGINT (handled in the main thread only)."""
+  stop = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+  previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield stop
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
+def _check_workdir(workdir, config):
+  """Refuses to resume a workdir whose saved config changes shapes or meaning."""
+  saved_path = workdir / 'config.json'
+  if saved_path.exists():
+    conflicts = config_lib.resume_conflicts(json.loads(saved_path.read_text()), config)
+    if conflicts:
+      detail = '; '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in conflicts.items())
+      raise ValueError(f'{workdir} holds a run with a different config ({detail}); its '
+                       f'checkpoints cannot be resumed with it. Use another --workdir.')
+  saved_path.write_text(json.dumps(config_lib.to_flat_dict(config), indent=2) + '\n')
+
+
+def load_and_check_data(config):
+  """The Dataset of `config.data`, every split validated against the model's needs."""
+  dataset = data_lib.load(config.data)
+  for name, split in dataset.splits.items():
+    validate_batch(split, task=config.task, num_classes=dataset.num_classes,
+                   num_features=dataset.num_features, vocab_size=dataset.vocab_size,
+                   name=f'data set {config.data.name!r} split {name!r}')
+  return dataset
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Writes config.json, metrics.jsonl, TensorBoard events and checkpoints/.
+  Returns {'eval': metrics, 'test': metrics, ...} at the end of training.
+  """
+  config_lib.validate_config(config)
+  dataset = load_and_check_data(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _check_workdir(workdir, config)
+
+  num_devices = jax.device_count()
+  for field in ('batch_size', 'eval_batch_size'):
+    if config.data[field] % num_devices:
+      raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
+                       f'{num_devices} devices the batch is sharded over')
+  train_split = dataset.splits['train']
+  all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
+  buckets = batching.bucket_lengths(all_lengths, config.data.num_buckets)
+  batch_args = dict(batch_size=config.data.batch_size, buckets=buckets, seed=config.seed,
+                    process_index=jax.process_index(), process_count=jax.process_count())
+  steps_per_epoch = batching.steps_per_epoch(train_split, config.data.batch_size)
+  first_epoch = [batching.train_batch(train_split, s, **batch_args)
+                 for s in range(steps_per_epoch)]
+  tqdm.write(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
+             f'padded lengths {buckets}, padding fraction of a training epoch '
+             f'{batching.padding_fraction(first_epoch):.3f}')
+
+  model = build_model(config.task, config.model, num_classes=dataset.num_classes,
+                      vocab_size=dataset.vocab_size)
+  init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+  state = create_train_state(init_key, model, first_epoch[0],
+                             make_optimizer(config.optim, config.train.num_steps),
+                             get_task(config.task))
+  checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
+  state, loop = checkpoints.restore_latest(state)
+  start = int(state.step)
+  if start:
+    tqdm.write(f'resuming {workdir} from its checkpoint at step {start}')
+
+  mesh = Mesh(jax.devices(), ('data',))
+  state = jax.device_put(state, NamedSharding(mesh, P()))
+  rows = NamedSharding(mesh, P('data'))
+
+  def put(batch):
+    return {k: jax.make_array_from_process_local_data(rows, v) for k, v in batch.items()}
+
+  train_shapes = set()
+
+  def counted_train_step(state, batch, rng):
+    train_shapes.add(batch['inputs'].shape)  # runs once per compilation
+    return train_step(state, batch, rng)
+
+  jit_train = jax.jit(counted_train_step, donate_argnums=0)
+  jit_eval = jax.jit(eval_step)
+
+  def evaluate(split):
+    total = None
+    for batch in batching.eval_batches(dataset.splits[split], batch_size=config.data.eval_batch_size,
+                                       buckets=buckets):
+      total = accumulate(total, jit_eval(state, put(batch)))
+    return summarize(jax.device_get(total))
+
+  log = MetricLog(workdir, start)
+  results = {}
+  pending = []  # (step, device metrics) not yet fetched
+  # The logging window's sums, and the count of skipped updates, survive a
+  # restart (they are saved with each checkpoint), so a resumed run logs
+  # exactly what the uninterrupted run would have.
+  window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
+  skipped = loop.get('skipped', 0)
+  window_start, window_steps = time.perf_counter(), 0
+  cfg = config.train
+
+  def drain():
+    """Fetches pending metrics into the window; stops on a non-finite step."""
+    nonlocal pending, window, skipped
+    for (s, _), m in zip(pending, jax.device_get([m for _, m in pending])):
+      if m['nonfinite'][0] > 0:
+        if not cfg.skip_nonfinite:
+          raise FloatingPointError(
+              f'non-finite loss or gradient at step {s}; the update was not applied and the '
+              f'checkpoints in {workdir / "checkpoints"} (latest step '
+              f'{checkpoints.latest_step()}) are untouched. Set config.train.skip_nonfinite '
+              f'to skip such updates instead.')
+        skipped += 1
+        continue  # a skipped step's NaN stays out of the logged averages
+      window = accumulate(window, {k: (float(a), float(b)) for k, (a, b) in m.items()})
+    pending = []
+
+  def make(step):
+    return put(batching.train_batch(train_split, step, **batch_args))
+
+  with _stop_on_signals() as stop, tqdm(total=cfg.num_steps, initial=start, desc='train',
+                                        dynamic_ncols=True) as bar:
+    for step, batch in zip(range(start + 1, cfg.num_steps + 1),
+                           batching.prefetch(make, range(start, cfg.num_steps))):
+      state, metrics = jit_train(state, batch, dropout_key)
+      pending.append((step, metrics))
+      window_steps += 1
+      bar.update(1)
+      last = step == cfg.num_steps
+      if step % cfg.log_every_steps == 0 or last:
+        drain()
+        train_metrics = summarize(window or {})
+        train_metrics.pop('nonfinite', None)
+        now = time.perf_counter()
+        train_metrics.update(skipped_updates=skipped,
+                             steps_per_s=window_steps / (now - window_start))
+        log.write(step, 'train', train_metrics)
+        bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
+                         if k in ('loss', 'accuracy')})
+        window, window_start, window_steps = None, now, 0
+      if step % cfg.eval_every_steps == 0 or last:
+        drain()
+        results['eval'] = evaluate('eval')
+        log.write(step, 'eval', results['eval'])
+        bar.write(f'step {step}: eval ' + _fmt(results['eval']))
+      if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
+        drain()
+        log.sync()
+        checkpoints.save(state, {'window': window or {}, 'skipped': skipped})
+      if stop.is_set():
+        log.close()
+        checkpoints.close()
+        raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
+                        f'{workdir / "checkpoints"}; run again with the same --workdir to resume')
+
+  results['eval'] = results.get('eval') or evaluate('eval')
+  results['test'] = evaluate('test')
+  log.write(int(state.step), 'test', results['test'])
+  log.close()
+  checkpoints.close()
+  results['compiled_train_shapes'] = len(train_shapes)
+  results['buckets'] = buckets
+  return results
+
+
+def _fmt(metrics):
+  return ' '.join(f'{k}={v:.4f}' for k, v in metrics.items())

@@ -1,0 +1,65 @@
+"""Loss and metrics of each task.
+
+A task maps `(logits, batch)` to a dict of `(sum, count)` pairs; the loss is
+`metrics['loss'][0] / metrics['loss'][1]`. Sums, not means, so that metrics
+add up exactly over batches, devices and hosts (`summarize` divides at the
+end). `batch['weights']` ([batch], optional) zeroes padding examples.
+"""
+
+import jax.numpy as jnp
+import optax
+
+
+def _weights(batch):
+  w = batch.get('weights')
+  return jnp.ones(batch['lengths'].shape, jnp.float32) if w is None else w.astype(jnp.float32)
+
+
+def classification(logits_bc, batch):
+  """Softmax cross-entropy of one label per sequence; accuracy."""
+  w_b = _weights(batch)
+  labels_b = batch['labels']
+  xent_b = optax.softmax_cross_entropy_with_integer_labels(logits_bc.astype(jnp.float32), labels_b)
+  correct_b = (jnp.argmax(logits_bc, -1) == labels_b)
+  n = w_b.sum()
+  return {'loss': ((xent_b * w_b).sum(), n), 'accuracy': ((correct_b * w_b).sum(), n)}
+
+
+def labelling(logits_btc, batch):
+  """Cross-entropy averaged over real timesteps only; per-step accuracy and
+  whole-sequence accuracy (every real step right)."""
+  w_b = _weights(batch)
+  labels_bt = batch['labels']
+  num_steps = labels_bt.shape[1]
+  real_bt = (jnp.arange(num_steps)[None, :] < batch['lengths'][:, None]) * w_b[:, None]
+  # Padded positions may hold any label; clip so the gather stays in range.
+  labels_bt = jnp.clip(labels_bt, 0, logits_btc.shape[-1] - 1)
+  xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32), labels_bt)
+  correct_bt = (jnp.argmax(logits_btc, -1) == labels_bt)
+  seq_correct_b = jnp.all(correct_bt | (real_bt == 0), axis=1)
+  steps, seqs = real_bt.sum(), w_b.sum()
+  return {'loss': ((xent_bt * real_bt).sum(), steps),
+          'accuracy': ((correct_bt * real_bt).sum(), steps),
+          'sequence_accuracy': ((seq_correct_b * w_b).sum(), seqs)}
+
+
+TASKS = {'classification': classification, 'labelling': labelling}
+
+
+def get_task(name):
+  """The `(logits, batch) -> metrics` function of task `name`."""
+  if name not in TASKS:
+    raise ValueError(f'config.task={name!r} is not a task; expected one of {sorted(TASKS)}')
+  return TASKS[name]
+
+
+def summarize(metrics):
+  """{'name': (sum, count)} -> {'name': sum / count} as Python floats."""
+  return {k: float(s) / max(float(n), 1e-12) for k, (s, n) in metrics.items()}
+
+
+def accumulate(total, metrics):
+  """Adds two dicts of (sum, count) pairs (`total` may be None)."""
+  if total is None:
+    return metrics
+  return {k: (total[k][0] + s, total[k][1] + n) for k, (s, n) in metrics.items()}

@@ -1,0 +1,39 @@
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # tests/reference.py
+
+from seqrnn.config import default_config  # noqa: E402
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+def tiny_model_config(cell='gru', **overrides):
+  c = default_config().model
+  c.cell = cell
+  c.hidden_size = 8
+  c.num_layers = 2
+  c.embed_dim = 6
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def random_batch(seed, batch=4, time=7, features=5, num_classes=3, task='classification',
+                 lengths=None):
+  rng = np.random.default_rng(seed)
+  lengths = np.asarray(lengths if lengths is not None else rng.integers(1, time + 1, batch), np.int32)
+  inputs = rng.normal(size=(batch, time, features)).astype(np.float32)
+  shape = (batch,) if task == 'classification' else (batch, time)
+  return {'inputs': inputs, 'lengths': lengths,
+          'labels': rng.integers(0, num_classes, shape).astype(np.int32)}
+
+
+@pytest.fixture(autouse=True)
+def _float32_matmuls():
+  with jax.default_matmul_precision('float32'):
+    yield

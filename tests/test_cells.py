@@ -1,0 +1,58 @@
+"""Cells and stacks match a numpy implementation of the documented equations."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import random_batch, tiny_model_config
+from reference import stack_sequence
+
+from seqrnn.models import build_model
+
+
+@pytest.mark.parametrize('cell', ['gru', 'lstm'])
+def test_stack_outputs_match_numpy_equations_for_every_sequence_length(cell):
+  batch = random_batch(0, batch=5, time=9, lengths=[9, 1, 4, 7, 9])
+  model = build_model('labelling', tiny_model_config(cell, num_layers=3), num_classes=3)
+  params = model.init(jax.random.key(1), batch['inputs'], batch['lengths'])['params']
+  # Non-zero biases, so that a misplaced bias (e.g. b_hn outside r * (...)) shows.
+  params = jax.tree.map(lambda p: p + 0.1 * np.random.default_rng(2).normal(size=p.shape), params)
+  stack = params['encoder']['stack']
+  layers = [stack[f'layer_{i}'] for i in range(3)]
+
+  outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'],
+                        method=lambda m, x, l: m.encoder(x, l, train=False))
+
+  for b, length in enumerate(batch['lengths']):
+    expected = stack_sequence(cell, layers, batch['inputs'][b, :length].astype(np.float64))
+    np.testing.assert_allclose(outputs[b, :length], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(outputs[b, length:], 0.0)
+
+
+@pytest.mark.parametrize('cell', ['gru', 'lstm'])
+def test_classifier_reads_the_last_real_output(cell):
+  batch = random_batch(3, batch=4, time=6, lengths=[6, 2, 3, 1])
+  model = build_model('classification', tiny_model_config(cell), num_classes=3)
+  params = model.init(jax.random.key(0), batch['inputs'], batch['lengths'])['params']
+  logits = model.apply({'params': params}, batch['inputs'], batch['lengths'])
+  layers = [params['encoder']['stack'][f'layer_{i}'] for i in range(2)]
+  head = params['head']
+  for b, length in enumerate(batch['lengths']):
+    last = stack_sequence(cell, layers, batch['inputs'][b, :length].astype(np.float64))[-1]
+    expected = last @ np.asarray(head['kernel']) + np.asarray(head['bias'])
+    np.testing.assert_allclose(logits[b], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_token_inputs_go_through_the_embedding():
+  model = build_model('labelling', tiny_model_config('gru', num_layers=1), num_classes=3,
+                      vocab_size=11)
+  tokens = np.array([[3, 4, 10, 0], [1, 2, 0, 0]], np.int32)
+  lengths = np.array([3, 2], np.int32)
+  params = model.init(jax.random.key(0), tokens, lengths)['params']
+  assert params['encoder']['embed']['embedding'].shape == (11, 6)
+  assert model.apply({'params': params}, tokens, lengths).shape == (2, 4, 3)
+  layer = params['encoder']['stack']['layer_0']
+  table = np.asarray(params['encoder']['embed']['embedding'], np.float64)
+  out = model.apply({'params': params}, tokens, lengths,
+                    method=lambda m, x, l: m.encoder(x, l, train=False))
+  np.testing.assert_allclose(out[0, :3], stack_sequence('gru', [layer], table[tokens[0, :3]]),
+                             rtol=1e-5, atol=1e-5)

@@ -1,0 +1,85 @@
+"""Padding never changes a result: logits, losses, gradients, final carries."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import random_batch, tiny_model_config
+from reference import sigmoid
+
+from seqrnn import cells
+from seqrnn.data.batching import pad_to
+from seqrnn.layer import Recurrent
+from seqrnn.models import build_model
+from seqrnn.tasks import get_task
+
+
+def _loss_and_grads(model, params, batch, task, train=False, key=None):
+  def loss(p):
+    rngs = {'dropout': key} if train else {}
+    logits = model.apply({'params': p}, batch['inputs'], batch['lengths'], train=train, rngs=rngs)
+    s, n = get_task(task)(logits, batch)['loss']
+    return s / n, logits
+  (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(params)
+  return value, logits, grads
+
+
+@pytest.mark.parametrize('cell', ['gru', 'lstm'])
+@pytest.mark.parametrize('task', ['classification', 'labelling'])
+def test_padding_does_not_change_logits_loss_or_gradients(cell, task):
+  batch = random_batch(0, batch=4, time=6, task=task, lengths=[6, 3, 1, 5])
+  padded = pad_to(batch, 11)
+  # Padding holds garbage, not zeros: it must not matter either way.
+  padded['inputs'][:, 6:] = np.random.default_rng(1).normal(size=padded['inputs'][:, 6:].shape)
+  model = build_model(task, tiny_model_config(cell, dropout_rate=0.5), num_classes=3)
+  params = model.init(jax.random.key(0), batch['inputs'], batch['lengths'])['params']
+  for train in (False, True):  # in training, dropout masks too are padding-independent
+    key = jax.random.key(7)
+    l1, z1, g1 = _loss_and_grads(model, params, batch, task, train, key)
+    l2, z2, g2 = _loss_and_grads(model, params, padded, task, train, key)
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    np.testing.assert_allclose(z1, z2[:, :6] if task == 'labelling' else z2, rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g2)
+
+
+def test_labelling_loss_ignores_labels_at_padded_steps():
+  batch = random_batch(2, batch=3, time=5, task='labelling', lengths=[5, 2, 3])
+  model = build_model('labelling', tiny_model_config(), num_classes=3)
+  params = model.init(jax.random.key(0), batch['inputs'], batch['lengths'])['params']
+  other = dict(batch, labels=batch['labels'].copy())
+  other['labels'][1, 2:] = (other['labels'][1, 2:] + 1) % 3
+  other['labels'][2, 3:] = 99  # even out of range
+  l1, _, g1 = _loss_and_grads(model, params, batch, 'labelling')
+  l2, _, g2 = _loss_and_grads(model, params, other, 'labelling')
+  assert l1 == l2
+  jax.tree.map(np.testing.assert_array_equal, g1, g2)
+
+
+def test_lstm_final_carry_is_the_carry_at_the_last_real_step():
+  hidden, lengths = 4, np.array([5, 2, 3], np.int32)
+  x = np.random.default_rng(0).normal(size=(5, 3, 3)).astype(np.float32)  # [time, batch, in]
+  layer = Recurrent(cells.LSTMCell(hidden))
+  params = layer.init(jax.random.key(0), x, lengths)
+  (h_final, c_final), outputs = layer.apply(params, x, lengths)
+  p = params['params']
+  w_i, b_i = (np.asarray(p['input_projection'][k]) for k in ('kernel', 'bias'))
+  w_h, b_h = (np.asarray(p['cell'][k]) for k in ('recurrent_kernel', 'recurrent_bias'))
+  for b, length in enumerate(lengths):
+    h, c = np.zeros(hidden), np.zeros(hidden)
+    for t in range(length):
+      i, f, g, o = np.split(x[t, b] @ w_i + b_i + h @ w_h + b_h, 4)
+      c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+      h = sigmoid(o) * np.tanh(c)
+    np.testing.assert_allclose(h_final[b], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c_final[b], c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs[length - 1, b], h, rtol=1e-5, atol=1e-6)
+    assert np.all(outputs[length:, b] == 0)
+
+
+def test_gru_final_carry_equals_output_at_length_minus_one():
+  lengths = jnp.array([4, 1], jnp.int32)
+  x = jnp.ones((4, 2, 3))
+  layer = Recurrent(cells.GRUCell(5))
+  params = layer.init(jax.random.key(0), x, lengths)
+  h_final, outputs = layer.apply(params, x, lengths)
+  np.testing.assert_array_equal(h_final, outputs[lengths - 1, jnp.arange(2)])

@@ -1,0 +1,92 @@
+"""Bad configs and bad batches are refused with a message that names the problem."""
+
+import ml_collections
+import numpy as np
+import pytest
+from conftest import random_batch
+
+from seqrnn import config, default_config, validate_batch, validate_config
+
+
+def _check(batch, task='classification', **kw):
+  kw = {'num_classes': 3, 'num_features': 5, **kw}
+  validate_batch(batch, task=task, **kw)
+
+
+def test_a_good_batch_passes():
+  _check(random_batch(0))
+  _check(random_batch(0, task='labelling'), task='labelling')
+
+
+@pytest.mark.parametrize('mutate, message', [
+    (lambda b: b.update(inputs=b['inputs'][0]), r'\(rank 2\); expected rank 3'),
+    (lambda b: b.update(inputs=b['inputs'][..., :4]), r'has 4 features .* expects 5'),
+    (lambda b: b['inputs'].__setitem__((1, 2, 3), np.nan), r'holds nan at index \(1, 2, 3\)'),
+    (lambda b: b['inputs'].__setitem__((0, 0, 0), np.inf), r'holds inf'),
+    (lambda b: b['labels'].__setitem__(2, 3), r'labels.*holds 3 at index \(2,\).*\[0, 3\)'),
+    (lambda b: b['labels'].__setitem__(0, -1), r'holds -1'),
+    (lambda b: b['lengths'].__setitem__(1, 0), r'lengths"\]\[1\] = 0; expected 1 <= length'),
+    (lambda b: b['lengths'].__setitem__(3, 8), r'lengths"\]\[3\] = 8; .*time = 7'),
+    (lambda b: b.update(lengths=b['lengths'][:2]), r'lengths"\] has shape \(2,\)'),
+    (lambda b: b.update(labels=b['labels'].astype(np.float32)), r'labels"\] has .*float32'),
+    (lambda b: b.pop('labels'), r"no 'labels' array"),
+    (lambda b: b.update({k: v[:0] for k, v in b.items()}), r'is empty'),
+])
+def test_bad_batch_is_refused_with_a_clear_message(mutate, message):
+  batch = random_batch(0)
+  mutate(batch)
+  with pytest.raises(ValueError, match=message):
+    _check(batch)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused():
+  batch = {'inputs': np.array([[1, 2, 12]], np.int32), 'lengths': np.array([3], np.int32),
+           'labels': np.array([[0, 1, 2]], np.int32)}
+  _check(batch, task='labelling', num_features=None, vocab_size=13)
+  batch['inputs'][0, 2] = 13
+  with pytest.raises(ValueError, match=r'token id 13 .* \[0, 13\)'):
+    _check(batch, task='labelling', num_features=None, vocab_size=13)
+
+
+def test_labelling_labels_are_checked_at_real_steps_only():
+  batch = random_batch(0, task='labelling', lengths=[7, 2, 3, 4])
+  batch['labels'][1, 5] = 99  # padding: ignored
+  _check(batch, task='labelling')
+  batch['labels'][1, 1] = 99
+  with pytest.raises(ValueError, match=r'holds 99 at index \(1, 1\)'):
+    _check(batch, task='labelling')
+
+
+@pytest.mark.parametrize('field, value, error, message', [
+    ('model.cell', 'rnn', ValueError, r"config.model.cell='rnn' is not one of \['gru', 'lstm'\]"),
+    ('model.dropout_rate', 1.0, ValueError, r'dropout_rate=1.0 must be in \[0, 1\)'),
+    ('model.dropout_rate', -0.1, ValueError, r'dropout_rate=-0.1'),
+    ('model.hidden_size', -4, ValueError, r'hidden_size=-4 must be > 0'),
+    ('model.num_layers', 0, ValueError, r'num_layers=0 must be > 0'),
+    ('model.hidden_size', 12.5, TypeError, r'hidden_size=12.5 has type float; expected int'),
+    ('task', 'regression', ValueError, r"config.task='regression'"),
+    ('optim.name', 'adagrad', ValueError, r'optim.name'),
+])
+def test_bad_config_value_is_refused_naming_the_field(field, value, error, message):
+  fields = default_config().to_dict()
+  group, _, name = field.rpartition('.')
+  (fields[group] if group else fields)[name] = value
+  config = ml_collections.ConfigDict(fields)  # as a hand-written config file could
+  with pytest.raises(error, match=message):
+    validate_config(config)
+
+
+def test_unknown_config_field_is_refused():
+  config = default_config()
+  config.model.unlock()
+  config.model.hiden_size = 3
+  with pytest.raises(ValueError, match=r"unknown config field\(s\) \['model.hiden_size'\]"):
+    validate_config(config)
+
+
+def test_mistyped_override_flags_are_named_with_a_suggestion():
+  errors = config.unknown_overrides(['--workdir=/tmp', '--config.model.cel=lstm',
+                                     '--config.optim.learning_rate=1e-3', '--config.zzz=1'])
+  assert errors == ['--config.model.cel=lstm: config.model.cel is not a config field; '
+                    'did you mean config.model.cell?',
+                    '--config.zzz=1: config.zzz is not a config field']
