@@ -32,6 +32,9 @@ def default_config():
   c.data.num_buckets = 4         # padded lengths per data set: at most this many compiled shapes
   c.data.lowercase = False       # treebanks: lower-case words before building the vocabulary
   c.data.min_count = 1           # treebanks: words seen fewer times in training are out of vocabulary
+  c.data.fold = 0                # ocr: the fold held out for testing (or trained on, below)
+  c.data.train_on_one_fold = False  # ocr: train on `fold` and test on the other nine
+  c.data.series = 'JapaneseVowels'  # uea: the UEA/UCR data set's name
   c.data.tag_column = 'upos'     # treebanks: CoNLL-U column to predict, 'upos' or 'xpos'
 
   c.optim = ml_collections.ConfigDict()
@@ -48,6 +51,7 @@ def default_config():
   c.train.eval_every_steps = 200  # evaluation on the eval split
   c.train.checkpoint_every_steps = 200  # Orbax checkpoint of the train state
   c.train.keep_checkpoints = 2   # most recent checkpoints kept
+  c.train.best_metric = 'accuracy'  # eval metric (higher is better) whose best state is kept in WORKDIR/best
   c.train.skip_nonfinite = False  # on a NaN/Inf loss or gradient: skip that update (True) or stop (False)
   return c
 
@@ -57,6 +61,7 @@ _CHOICES = {
     'model.cell': ('gru', 'lstm'),
     'model.dtype': ('float32', 'bfloat16'),
     'data.tag_column': ('upos', 'xpos'),
+    'train.best_metric': ('accuracy', 'sequence_accuracy'),
     'optim.name': ('adam', 'adamw', 'sgd'),
     'optim.schedule': ('constant', 'cosine'),
 }
@@ -118,6 +123,8 @@ def validate_config(config):
   for name in _NON_NEGATIVE:
     if not fields[name] >= 0:
       raise ValueError(f'config.{name}={fields[name]!r} must be >= 0')
+  if fields['train.best_metric'] == 'sequence_accuracy' and fields['task'] != 'labelling':
+    raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
   if not 0.0 <= fields['model.dropout_rate'] < 1.0:
     raise ValueError(f'config.model.dropout_rate={fields["model.dropout_rate"]!r} must be in [0, 1)')
 

@@ -100,6 +100,7 @@ def train_and_evaluate(config, workdir):
                              make_optimizer(config.optim, config.train.num_steps),
                              get_task(config.task))
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
+  best = Checkpoints((workdir / 'best').absolute(), 1)
   state, loop = checkpoints.restore_latest(state)
   start = int(state.step)
   if start:
@@ -136,6 +137,7 @@ def train_and_evaluate(config, workdir):
   # exactly what the uninterrupted run would have.
   window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
   skipped = loop.get('skipped', 0)
+  best_value = loop.get('best')  # of cfg.best_metric on eval, None before the first
   window_start, window_steps = time.perf_counter(), 0
   cfg = config.train
 
@@ -158,46 +160,50 @@ def train_and_evaluate(config, workdir):
   def make(step):
     return put(batching.train_batch(train_split, step, **batch_args))
 
-  with _stop_on_signals() as stop, tqdm(total=cfg.num_steps, initial=start, desc='train',
-                                        dynamic_ncols=True) as bar:
-    for step, batch in zip(range(start + 1, cfg.num_steps + 1),
-                           batching.prefetch(make, range(start, cfg.num_steps))):
-      state, metrics = jit_train(state, batch, dropout_key)
-      pending.append((step, metrics))
-      window_steps += 1
-      bar.update(1)
-      last = step == cfg.num_steps
-      if step % cfg.log_every_steps == 0 or last:
-        drain()
-        train_metrics = summarize(window or {})
-        train_metrics.pop('nonfinite', None)
-        now = time.perf_counter()
-        train_metrics.update(skipped_updates=skipped,
-                             steps_per_s=window_steps / (now - window_start))
-        log.write(step, 'train', train_metrics)
-        bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
-                         if k in ('loss', 'accuracy')})
-        window, window_start, window_steps = None, now, 0
-      if step % cfg.eval_every_steps == 0 or last:
-        drain()
-        results['eval'] = evaluate('eval')
-        log.write(step, 'eval', results['eval'])
-        bar.write(f'step {step}: eval ' + _fmt(results['eval']))
-      if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
-        drain()
-        log.sync()
-        checkpoints.save(state, {'window': window or {}, 'skipped': skipped})
-      if stop.is_set():
-        log.close()
-        checkpoints.close()
-        raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
-                        f'{workdir / "checkpoints"}; run again with the same --workdir to resume')
+  try:
+    with _stop_on_signals() as stop, tqdm(total=cfg.num_steps, initial=start, desc='train',
+                                          dynamic_ncols=True) as bar:
+      for step, batch in zip(range(start + 1, cfg.num_steps + 1),
+                             batching.prefetch(make, range(start, cfg.num_steps))):
+        state, metrics = jit_train(state, batch, dropout_key)
+        pending.append((step, metrics))
+        window_steps += 1
+        bar.update(1)
+        last = step == cfg.num_steps
+        if step % cfg.log_every_steps == 0 or last:
+          drain()
+          train_metrics = summarize(window or {})
+          train_metrics.pop('nonfinite', None)
+          now = time.perf_counter()
+          train_metrics.update(skipped_updates=skipped,
+                               steps_per_s=window_steps / (now - window_start))
+          log.write(step, 'train', train_metrics)
+          bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
+                           if k in ('loss', 'accuracy')})
+          window, window_start, window_steps = None, now, 0
+        if step % cfg.eval_every_steps == 0 or last:
+          drain()
+          results['eval'] = evaluate('eval')
+          log.write(step, 'eval', results['eval'])
+          bar.write(f'step {step}: eval ' + _fmt(results['eval']))
+          if best_value is None or results['eval'][cfg.best_metric] > best_value:
+            best_value = results['eval'][cfg.best_metric]
+            best.save(state, {cfg.best_metric: best_value})
+        if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
+          drain()
+          log.sync()
+          checkpoints.save(state, {'window': window or {}, 'skipped': skipped, 'best': best_value})
+        if stop.is_set():
+          raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
+                          f'{workdir / "checkpoints"}; run again with the same --workdir to resume')
 
-  results['eval'] = results.get('eval') or evaluate('eval')
-  results['test'] = evaluate('test')
-  log.write(int(state.step), 'test', results['test'])
-  log.close()
-  checkpoints.close()
+    results['eval'] = results.get('eval') or evaluate('eval')
+    results['test'] = evaluate('test')
+    log.write(int(state.step), 'test', results['test'])
+  finally:
+    log.close()
+    checkpoints.close()
+    best.close()
   results['compiled_train_shapes'] = len(train_shapes)
   results['buckets'] = buckets
   return results

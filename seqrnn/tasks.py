@@ -27,7 +27,8 @@ def classification(logits_bc, batch):
 
 def labelling(logits_btc, batch):
   """Cross-entropy averaged over real timesteps only; per-step accuracy and
-  whole-sequence accuracy (every real step right)."""
+  whole-sequence accuracy (every real step right); with `batch['unknown']`
+  ([batch, time] bool, e.g. words unseen in training), accuracy on those steps."""
   w_b = _weights(batch)
   labels_bt = batch['labels']
   num_steps = labels_bt.shape[1]
@@ -38,9 +39,13 @@ def labelling(logits_btc, batch):
   correct_bt = (jnp.argmax(logits_btc, -1) == labels_bt)
   seq_correct_b = jnp.all(correct_bt | (real_bt == 0), axis=1)
   steps, seqs = real_bt.sum(), w_b.sum()
-  return {'loss': ((xent_bt * real_bt).sum(), steps),
-          'accuracy': ((correct_bt * real_bt).sum(), steps),
-          'sequence_accuracy': ((seq_correct_b * w_b).sum(), seqs)}
+  metrics = {'loss': ((xent_bt * real_bt).sum(), steps),
+             'accuracy': ((correct_bt * real_bt).sum(), steps),
+             'sequence_accuracy': ((seq_correct_b * w_b).sum(), seqs)}
+  if 'unknown' in batch:
+    unknown_bt = batch['unknown'] * real_bt
+    metrics['unknown_accuracy'] = ((correct_bt * unknown_bt).sum(), unknown_bt.sum())
+  return metrics
 
 
 TASKS = {'classification': classification, 'labelling': labelling}
@@ -54,8 +59,8 @@ def get_task(name):
 
 
 def summarize(metrics):
-  """{'name': (sum, count)} -> {'name': sum / count} as Python floats."""
-  return {k: float(s) / max(float(n), 1e-12) for k, (s, n) in metrics.items()}
+  """{'name': (sum, count)} -> {'name': sum / count} as Python floats (NaN if count is 0)."""
+  return {k: float(s) / float(n) if n else float('nan') for k, (s, n) in metrics.items()}
 
 
 def accumulate(total, metrics):

@@ -1,10 +1,15 @@
 """Readers and batching: real files where present, small hand-written files always."""
 
+import gzip
+import pathlib
+
 import numpy as np
 import pytest
 
 from seqrnn.config import default_config
-from seqrnn.data import batching, conllu, digits
+from conftest import SHARED_DATA
+
+from seqrnn.data import batching, conllu, digits, idx, ocr, timeseries
 
 CONLLU = """# sent_id = 1
 # text = Ali'nin evi var.
@@ -136,3 +141,115 @@ def test_prefetch_yields_in_order():
 def test_too_small_a_training_split_is_refused():
   with pytest.raises(ValueError, match=r'fewer than config.data.batch_size=200'):
     batching.train_batch(_variable_split(), 0, batch_size=200, buckets=(30,), seed=0)
+
+
+def _write_idx(path, array, code):
+  header = bytes([0, 0, code, array.ndim]) + b''.join(d.to_bytes(4, 'big') for d in array.shape)
+  opener = gzip.open if str(path).endswith('.gz') else open
+  with opener(path, 'wb') as f:
+    f.write(header + array.tobytes())
+
+
+def test_idx_reader_reads_what_the_header_says(tmp_path):
+  images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  _write_idx(tmp_path / 'x-idx3-ubyte.gz', images, 0x08)
+  np.testing.assert_array_equal(idx.read_idx(tmp_path / 'x-idx3-ubyte.gz'), images)
+  (tmp_path / 'bad').write_bytes(b'\x01\x02\x03\x04')
+  with pytest.raises(ValueError, match='not an IDX file'):
+    idx.read_idx(tmp_path / 'bad')
+
+
+def test_idx_directory_becomes_row_sequences_with_a_held_out_eval_split(tmp_path):
+  rng = np.random.default_rng(0)
+  for split, n in (('train', 5010), ('t10k', 7)):
+    _write_idx(tmp_path / f'{split}-images-idx3-ubyte', rng.integers(0, 256, (n, 28, 28), np.uint8), 0x08)
+    _write_idx(tmp_path / f'{split}-labels-idx1-ubyte.gz', rng.integers(0, 10, n, np.uint8), 0x08)
+  data = idx.load_directory(tmp_path)
+  assert {k: v['inputs'].shape for k, v in data.splits.items()} == {
+      'train': (10, 28, 28), 'eval': (5000, 28, 28), 'test': (7, 28, 28)}
+  assert data.splits['test']['inputs'].max() <= 1.0
+
+
+def test_missing_idx_files_say_where_to_get_them(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r'config.data.path must name a directory.*'
+                                              r'apt-get install dataset-fashion-mnist'):
+    idx.load_directory(tmp_path)
+
+
+@pytest.mark.skipif(not pathlib.Path(idx.FASHION_MNIST_DIR).exists(),
+                    reason='apt-get install dataset-fashion-mnist')
+def test_fashion_mnist_from_debian_package():
+  data = idx.load_fashion_mnist(default_config().data)
+  assert [len(data.splits[s]['labels']) for s in ('train', 'eval', 'test')] == [55000, 5000, 10000]
+
+
+def _letter_line(letter_id, letter, next_id, word_id, position, fold, pixel):
+  pixels = '\t'.join(['1' if i == pixel else '0' for i in range(128)])
+  return f'{letter_id}\t{letter}\t{next_id}\t{word_id}\t{position}\t{fold}\t{pixels}\n'
+
+
+def test_ocr_words_follow_the_next_id_chains_and_the_fold_protocol(tmp_path):
+  # Word "cab" (fold 0) is written out of order; "ad" is fold 1; "be" is fold 1.
+  lines = [_letter_line(5, 'a', 6, 2, 1, 0, 5), _letter_line(4, 'c', 5, 2, 0, 0, 4),
+           _letter_line(6, 'b', -1, 2, 2, 0, 6), _letter_line(1, 'a', 2, 1, 0, 1, 1),
+           _letter_line(2, 'd', -1, 1, 1, 1, 2), _letter_line(7, 'b', 8, 3, 0, 1, 7),
+           _letter_line(8, 'e', -1, 3, 1, 1, 8)]
+  path = tmp_path / 'letter.data.gz'
+  with gzip.open(path, 'wt') as f:
+    f.writelines(lines)
+  words, folds = ocr.read_letters(path)
+  assert [''.join('abcdefghijklmnopqrstuvwxyz'[i] for i in w[1]) for w in words] == ['ad', 'cab', 'be']
+  assert list(folds) == [1, 0, 1]
+  assert [list(np.argmax(w[0], 1)) for w in words] == [[1, 2], [4, 5, 6], [7, 8]]
+  config = default_config().data
+  config.path, config.fold = str(path), 0
+  data = ocr.load(config)
+  assert list(data.splits['test']['lengths']) == [3]  # fold 0 tests; folds 1-9 train
+  config.train_on_one_fold = True
+  data = ocr.load(config)
+  assert len(data.splits['test']['lengths']) == 2  # trained on fold 0, tested on the rest
+
+
+@pytest.mark.skipif(not (SHARED_DATA / 'ocr' / 'letter.data.gz').exists(), reason='no shared data')
+def test_ocr_real_file_has_all_words_and_letters():
+  words, folds = ocr.read_letters(SHARED_DATA / 'ocr' / 'letter.data.gz')
+  assert len(words) == 6877 and sum(len(l) for _, l in words) == 52152
+  assert sorted(set(folds)) == list(range(10))
+  assert min(len(l) for _, l in words) == 3 and max(len(l) for _, l in words) == 14
+
+
+TS = """@problemName Toy
+@timeStamps false
+@missing false
+@univariate false
+@dimensions 2
+@equalLength false
+@classLabel true a b
+@data
+1.0,2.0,3.0:4.0,5.0,6.0:a
+3.0,2.0:7.0,4.0:b
+"""
+
+
+def test_uea_ts_files_keep_true_lengths_and_standardise_on_train(tmp_path):
+  pytest.importorskip('aeon')
+  (tmp_path / 'Toy').mkdir()
+  for split in ('TRAIN', 'TEST'):
+    (tmp_path / 'Toy' / f'Toy_{split}.ts').write_text(TS)
+  config = default_config().data
+  config.series, config.path = 'Toy', str(tmp_path)
+  data = timeseries.load(config)
+  test = data.splits['test']
+  assert list(test['lengths']) == [3, 2] and list(test['labels']) == [0, 1]
+  real = test['inputs'][0, :3]  # channel 0: 1, 2, 3 with train mean 2.2, std sqrt(0.56)
+  np.testing.assert_allclose(real[:, 0], (np.array([1, 2, 3]) - 2.2) / np.sqrt(0.56), rtol=1e-4)
+  assert np.all(test['inputs'][1, 2:] == 0)
+
+
+def test_unknown_words_are_marked_in_eval_and_test(tmp_path):
+  config = default_config().data
+  train = [(['ev', 'var'], ['NOUN', 'VERB'])]
+  test = [(['ev', 'yok'], ['NOUN', 'VERB'])]
+  data = conllu.make_dataset(train, test, test, config)
+  assert 'unknown' not in data.splits['train']
+  np.testing.assert_array_equal(data.splits['test']['unknown'], [[False, True]])

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from conftest import random_batch, tiny_model_config
 from reference import sigmoid
 
@@ -83,3 +84,30 @@ def test_gru_final_carry_equals_output_at_length_minus_one():
   params = layer.init(jax.random.key(0), x, lengths)
   h_final, outputs = layer.apply(params, x, lengths)
   np.testing.assert_array_equal(h_final, outputs[lengths - 1, jnp.arange(2)])
+
+
+_PROPERTY_MODEL = build_model('labelling', tiny_model_config('lstm', num_layers=2), num_classes=4)
+_PROPERTY_PARAMS = _PROPERTY_MODEL.init(jax.random.key(0), np.zeros((1, 3, 5), np.float32),
+                                        np.array([3], np.int32))['params']
+
+
+_property_loss_and_grads = jax.jit(
+    lambda params, batch: _loss_and_grads(_PROPERTY_MODEL, params, batch, 'labelling'))
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=4, max_size=4),
+       extra=st.sampled_from([1, 4]), seed=st.integers(0, 2**16))
+def test_property_padding_and_padded_labels_never_change_loss_or_gradients(lengths, extra, seed):
+  # Fixed shapes (batch 4, time 6, padded 7 or 10) so that jit compiles three times in all.
+  rng = np.random.default_rng(seed)
+  batch = random_batch(seed, batch=4, time=6, num_classes=4, task='labelling', lengths=lengths)
+  padded = pad_to(batch, 6 + extra)
+  real = np.arange(6 + extra)[None, :] < np.asarray(lengths)[:, None]
+  padded['inputs'][~real] = rng.normal(size=padded['inputs'][~real].shape)
+  padded['labels'][~real] = rng.integers(0, 4, size=int((~real).sum()))
+  l1, z1, g1 = _property_loss_and_grads(_PROPERTY_PARAMS, batch)
+  l2, z2, g2 = _property_loss_and_grads(_PROPERTY_PARAMS, padded)
+  np.testing.assert_allclose(l1, l2, rtol=1e-6)
+  np.testing.assert_allclose(z1, z2[:, :6], rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g2)

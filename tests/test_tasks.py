@@ -34,3 +34,11 @@ def test_metrics_add_up_exactly_over_batches():
   a = {'loss': (3.0, 2.0)}
   b = {'loss': (1.0, 6.0)}
   assert summarize(accumulate(accumulate(None, a), b)) == {'loss': 0.5}
+
+
+def test_labelling_reports_accuracy_on_unknown_words_separately():
+  logits = np.log(np.array([[[0.9, 0.1], [0.9, 0.1], [0.9, 0.1]]], np.float32))
+  batch = {'labels': np.array([[0, 1, 0]]), 'lengths': np.array([3]),
+           'unknown': np.array([[False, True, True]])}
+  m = summarize(labelling(logits, batch))
+  assert m['unknown_accuracy'] == 0.5 and np.isclose(m['accuracy'], 2 / 3)

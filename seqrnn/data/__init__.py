@@ -5,12 +5,16 @@ in DATASETS.
 """
 
 from seqrnn.data.dataset import Dataset
-from seqrnn.data import conllu, digits
+from seqrnn.data import conllu, digits, idx, ocr, timeseries
 
 DATASETS = {
     'digits': digits.load,
     'turkish_pos': conllu.load_turkish,
     'conllu': conllu.load_directory,
+    'mnist': idx.load_mnist,
+    'fashion_mnist': idx.load_fashion_mnist,
+    'ocr': ocr.load,
+    'uea': timeseries.load,
 }
 
 

@@ -26,11 +26,10 @@ def bucket_lengths(lengths, num_buckets):
 
 
 def pad_to(batch, num_steps):
-  """Crops or zero-pads the time axis of `inputs` (and per-step `labels`)."""
+  """Crops or zero-pads the time axis (axis 1 of every array of rank >= 2)."""
   out = dict(batch)
-  for key in ('inputs', 'labels'):
-    x = batch[key]
-    if key == 'inputs' or x.ndim == 2:  # classification labels have no time axis
+  for key, x in batch.items():
+    if x.ndim >= 2:
       if x.shape[1] >= num_steps:
         out[key] = x[:, :num_steps]
       else:

@@ -58,8 +58,9 @@ def _norm(word, lowercase):
   return word.lower() if lowercase else word
 
 
-def encode(sentences, vocab, tag_ids, lowercase=False):
-  """Sentences -> a padded split dict (token ids, lengths, tag ids)."""
+def encode(sentences, vocab, tag_ids, lowercase=False, seen=None):
+  """Sentences -> a padded split dict (token ids, lengths, tag ids, and, when the set
+  of training words `seen` is given, `unknown`: True at words never seen in training)."""
   tokens = [np.array([vocab.get(_norm(w, lowercase), OOV) for w in words], np.int32)
             for words, _ in sentences]
   unknown = [tags for _, tags in sentences if set(tags) - set(tag_ids)]
@@ -69,7 +70,11 @@ def encode(sentences, vocab, tag_ids, lowercase=False):
   labels = [np.array([tag_ids[t] for t in tags], np.int32) for _, tags in sentences]
   inputs, lengths = pad_sequences(tokens, np.int32, PAD)
   labels, _ = pad_sequences(labels, np.int32, 0)
-  return {'inputs': inputs, 'lengths': lengths, 'labels': labels}
+  split = {'inputs': inputs, 'lengths': lengths, 'labels': labels}
+  if seen is not None:
+    split['unknown'], _ = pad_sequences(
+        [np.array([_norm(w, lowercase) not in seen for w in words]) for words, _ in sentences], bool)
+  return split
 
 
 def make_dataset(train, eval_, test, data_config):
@@ -77,10 +82,12 @@ def make_dataset(train, eval_, test, data_config):
   if not train:
     raise ValueError('the training treebank holds no sentence')
   vocab = build_vocab(train, data_config.min_count, data_config.lowercase)
+  seen = set(build_vocab(train, 1, data_config.lowercase))
   tags = sorted({t for _, ts in train for t in ts})
   tag_ids = {t: i for i, t in enumerate(tags)}
-  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase)
+  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase, seen)
             for name, s in (('train', train), ('eval', eval_), ('test', test))}
+  del splits['train']['unknown']  # every training word is seen
   return Dataset(splits=splits, num_classes=len(tags), vocab_size=len(vocab) + 2,
                  class_names=tuple(tags))
 

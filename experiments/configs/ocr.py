@@ -1,0 +1,32 @@
+"""Stanford OCR handwritten words, labelled letter by letter (26 classes, 16x8 pixels a step).
+
+  python -m experiments.main --config=experiments/configs/ocr.py --workdir=/tmp/ocr \
+      --config.data.path=PATH/letter.data.gz
+
+Trains on nine folds and tests on fold `data.fold` (`data.train_on_one_fold=True` reverses it).
+`:debug` is a seconds-long smoke run.
+"""
+
+from seqrnn.config import default_config
+
+
+def get_config(arg=None):
+  c = default_config()
+  c.task = 'labelling'
+  c.data.name = 'ocr'
+  c.data.batch_size = 32
+  c.data.num_buckets = 2
+  c.model.cell = 'lstm'
+  c.model.hidden_size = 128
+  c.model.num_layers = 2
+  c.model.dropout_rate = 0.3
+  c.optim.learning_rate = 2e-3
+  c.train.num_steps = 3000      # about 17 epochs
+  c.train.eval_every_steps = 500
+  c.train.checkpoint_every_steps = 500
+  if arg == 'debug':
+    c.model.hidden_size = 16
+    c.model.num_layers = 1
+    c.train.num_steps = 20
+    c.train.log_every_steps = c.train.eval_every_steps = c.train.checkpoint_every_steps = 10
+  return c

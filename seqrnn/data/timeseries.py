@@ -1,0 +1,40 @@
+"""UEA/UCR time-series classification through `aeon` (`pip install 'seqrnn[timeseries]'`).
+
+aeon's wheel ships several sets (JapaneseVowels among them); others it looks
+for in `config.data.path` when set.
+"""
+
+import numpy as np
+
+from seqrnn.data.dataset import Dataset, pad_sequences, split_indices, take
+
+
+def load(data_config):
+  """`config.data.series` (e.g. 'JapaneseVowels'): channels per step, true lengths kept,
+  each channel standardised with the mean and std of the training split's real steps."""
+  try:
+    from aeon.datasets import load_classification
+  except ImportError as e:
+    raise ImportError("data set uea needs aeon: pip install 'seqrnn[timeseries]'") from e
+  kw = {'extract_path': data_config.path} if data_config.path else {}
+  raw = {s: load_classification(data_config.series, split=s, **kw) for s in ('train', 'test')}
+  classes = sorted(set(raw['train'][1]))
+  splits = {}
+  for name, (series, labels) in raw.items():
+    # aeon gives [cases, channels, length] or a list of [channels, length_i].
+    inputs, lengths = pad_sequences([np.asarray(x, np.float32).T for x in series], np.float32)
+    splits[name] = {'inputs': inputs, 'lengths': lengths,
+                    'labels': np.array([classes.index(c) for c in labels], np.int32)}
+  train = splits['train']
+  real = np.arange(train['inputs'].shape[1])[None, :] < train['lengths'][:, None]
+  mean = train['inputs'][real].mean(0)
+  std = train['inputs'][real].std(0) + 1e-6
+  for split in splits.values():
+    real = np.arange(split['inputs'].shape[1])[None, :] < split['lengths'][:, None]
+    split['inputs'] = np.where(real[..., None], (split['inputs'] - mean) / std, 0).astype(np.float32)
+  eval_idx, train_idx = split_indices(len(train['labels']), (0.15, 0.85), seed=0)
+  splits['eval'] = take(splits['train'], eval_idx)
+  splits['train'] = take(splits['train'], train_idx)
+  return Dataset(splits=splits, num_classes=len(classes),
+                 num_features=splits['train']['inputs'].shape[2],
+                 class_names=tuple(str(c) for c in classes))
