@@ -24,7 +24,11 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except seqrnn.Preempted as e:
+    sys.exit(str(e))
+  print(f'compiled train shapes: {results["compiled_train_shapes"]} (buckets {results["buckets"]})')
   for split in ('eval', 'test'):
     print(f'{split}: ' + ' '.join(f'{k}={v:.4f}' for k, v in results[split].items()))
 

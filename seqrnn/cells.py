@@ -1,16 +1,21 @@
-"""Recurrent cells: parameters and the equations of one time step.
+"""Recurrent cells: their parameters and the equations of one step, forward and back.
 
-A cell sees one step of its *already projected* input: the layer (`layer.py`)
-computes `x @ W_i + b_i` for every timestep at once, outside the time loop, so
-only the recurrent matmul and the gate nonlinearities run inside it. Gates are
-laid out side by side along the last axis, in the order of the equations below
-(the order of `torch.nn.GRU` / `torch.nn.LSTM`, whose weights therefore map
-onto ours by a transpose).
+A cell sees one step of its *already projected* input: the layer computes
+`x @ W_i + b_i` for every timestep at once, outside the time loop, so only the
+recurrent matmul and the gate nonlinearities run inside it. Gates lie side by
+side along the last axis in the order of the equations below (torch's order,
+so `torch.nn.GRU`/`LSTM` weights map onto ours by a transpose).
 
-Cell protocol (that of `flax.linen.recurrent`):
-  `cell(carry, x_proj) -> (carry, output)`, with `x_proj` of shape
-  `[batch, num_gates * hidden_size]`, `cell.initial_carry(batch_size)` and
-  `cell.output(carry) -> [batch, hidden_size]`.
+The cell protocol, what a new cell type implements:
+  cell()                                -> recurrent params (w_h [H, G*H], b_h [G*H])
+  cell.initial_carry(batch)             -> zero carry
+  Cell.output(carry)                    -> h [batch, H]
+  Cell.step(w_h, b_h, carry, x_proj)    -> (carry, residuals); x_proj [batch, G*H]
+and, for the fast hand-written backward pass (optional: without them the
+layer differentiates `step` with autodiff):
+  Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_proj)
+  Cell.recurrent_grads(residuals, d_x_proj)   -> (d_w_h, d_b_h), over all steps at once
+where `residuals` are whatever `step` saved for its backward pass.
 """
 
 from typing import Any, ClassVar, NamedTuple
@@ -27,8 +32,14 @@ class LSTMState(NamedTuple):
 
 
 def _split(gates, n):
-  """Splits `[batch, n * hidden]` into n arrays `[batch, hidden]`."""
+  """Splits `[..., n * hidden]` into n arrays `[..., hidden]`."""
   return jnp.split(gates, n, axis=-1)
+
+
+def _hidden_by_steps(h_prev_tbh, d_gates_tbg):
+  """sum over time and batch of h^T d_gates: [hidden, gates], one big matmul."""
+  return jnp.einsum('tbh,tbg->hg', h_prev_tbh, d_gates_tbg.astype(h_prev_tbh.dtype),
+                    preferred_element_type=jnp.float32)
 
 
 class GRUCell(nn.Module):
@@ -41,26 +52,18 @@ class GRUCell(nn.Module):
 
   Parameters: `recurrent_kernel` [hidden, 3*hidden] = [W_hr | W_hz | W_hn]^T and
   `recurrent_bias` [3*hidden]; the input side (W_i*, b_i*) lives in the layer.
-  The carry is h `[batch, hidden]`, which is also the output.
+  The carry is h `[batch, hidden]` (float32), which is also the output.
   """
   hidden_size: int
-  dtype: Any = jnp.float32  # computation dtype; parameters stay float32
+  dtype: Any = jnp.float32  # computation dtype; parameters and carry stay float32
   num_gates: ClassVar[int] = 3
 
   @nn.compact
-  def __call__(self, h, x_proj):
-    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(),
-                     (self.hidden_size, 3 * self.hidden_size), jnp.float32)
-    b_h = self.param('recurrent_bias', nn.initializers.zeros_init(),
-                     (3 * self.hidden_size,), jnp.float32)
-    h_proj = h.astype(self.dtype) @ w_h.astype(self.dtype) + b_h.astype(self.dtype)
-    xr, xz, xn = _split(x_proj, 3)
-    hr, hz, hn = _split(h_proj, 3)
-    r = jax.nn.sigmoid(xr + hr)
-    z = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    h = ((1.0 - z) * n + z * h).astype(h.dtype)
-    return h, h
+  def __call__(self):
+    hs = self.hidden_size
+    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(), (hs, 3 * hs), jnp.float32)
+    b_h = self.param('recurrent_bias', nn.initializers.zeros_init(), (3 * hs,), jnp.float32)
+    return w_h.astype(self.dtype), b_h.astype(self.dtype)
 
   def initial_carry(self, batch_size):
     return jnp.zeros((batch_size, self.hidden_size), jnp.float32)
@@ -68,6 +71,36 @@ class GRUCell(nn.Module):
   @staticmethod
   def output(carry):
     return carry
+
+  @staticmethod
+  def step(w_h, b_h, h, x_proj):
+    h_proj = h.astype(w_h.dtype) @ w_h + b_h
+    xr, xz, xn = _split(x_proj, 3)
+    hr, hz, hn = _split(h_proj, 3)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    new_h = ((1.0 - z) * n + z * h).astype(h.dtype)
+    return new_h, (h, r, z, n, hn)
+
+  @staticmethod
+  def step_backward(w_h, residuals, d_new_h):
+    h, r, z, n, hn = (x.astype(jnp.float32) for x in residuals)
+    d_n = d_new_h * (1.0 - z)
+    d_an = d_n * (1.0 - n * n)                     # through tanh
+    d_az = d_new_h * (h - n) * z * (1.0 - z)       # through sigmoid
+    d_ar = d_an * hn * r * (1.0 - r)
+    d_x_proj = jnp.concatenate([d_ar, d_az, d_an], -1)
+    d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r], -1)
+    d_h = d_new_h * z + (d_h_proj.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
+    return d_h, d_x_proj
+
+  @staticmethod
+  def recurrent_grads(residuals, d_x_proj):
+    h, r = residuals[0], residuals[1]
+    d_ar, d_az, d_an = _split(d_x_proj, 3)
+    d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r.astype(jnp.float32)], -1)
+    return _hidden_by_steps(h.astype(r.dtype), d_h_proj), d_h_proj.sum((0, 1))
 
 
 class LSTMCell(nn.Module):
@@ -81,26 +114,19 @@ class LSTMCell(nn.Module):
     h' = o * tanh(c')
 
   Parameters: `recurrent_kernel` [hidden, 4*hidden] and `recurrent_bias`
-  [4*hidden] (initialised to 1 on the forget gate, so that a fresh cell
-  remembers). The carry is `LSTMState(hidden=h, cell=c)`; the output is h.
+  [4*hidden] (1 on the forget gate at initialisation, so that a fresh cell
+  remembers). The carry is `LSTMState(hidden=h, cell=c)` (float32); the output is h.
   """
   hidden_size: int
   dtype: Any = jnp.float32
   num_gates: ClassVar[int] = 4
 
   @nn.compact
-  def __call__(self, carry, x_proj):
+  def __call__(self):
     hs = self.hidden_size
-    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(),
-                     (hs, 4 * hs), jnp.float32)
-    b_h = self.param('recurrent_bias', _forget_bias_init(hs), (4 * hs,),
-                     jnp.float32)
-    h, c = carry
-    gates = x_proj + h.astype(self.dtype) @ w_h.astype(self.dtype) + b_h.astype(self.dtype)
-    i, f, g, o = _split(gates, 4)
-    c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
-    h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(h.dtype)
-    return LSTMState(h, c), h
+    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(), (hs, 4 * hs), jnp.float32)
+    b_h = self.param('recurrent_bias', _forget_bias_init(hs), (4 * hs,), jnp.float32)
+    return w_h.astype(self.dtype), b_h.astype(self.dtype)
 
   def initial_carry(self, batch_size):
     zeros = jnp.zeros((batch_size, self.hidden_size), jnp.float32)
@@ -109,6 +135,31 @@ class LSTMCell(nn.Module):
   @staticmethod
   def output(carry):
     return carry.hidden
+
+  @staticmethod
+  def step(w_h, b_h, carry, x_proj):
+    h, c = carry
+    gates = x_proj + h.astype(w_h.dtype) @ w_h + b_h
+    i, f, g, o = _split(gates, 4)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    new_c = (f * c + i * g).astype(c.dtype)
+    tanh_c = jnp.tanh(new_c)
+    new_h = (o * tanh_c).astype(h.dtype)
+    return LSTMState(new_h, new_c), (h, c, i, f, g, o, tanh_c)
+
+  @staticmethod
+  def step_backward(w_h, residuals, d_new):
+    h, c, i, f, g, o, tanh_c = (x.astype(jnp.float32) for x in residuals)
+    d_h, d_c = d_new
+    d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
+    d_gates = jnp.concatenate([d_c * g * i * (1.0 - i), d_c * c * f * (1.0 - f),
+                               d_c * i * (1.0 - g * g), d_h * tanh_c * o * (1.0 - o)], -1)
+    d_prev_h = (d_gates.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
+    return LSTMState(d_prev_h, d_c * f), d_gates
+
+  @staticmethod
+  def recurrent_grads(residuals, d_x_proj):
+    return _hidden_by_steps(residuals[0].astype(residuals[2].dtype), d_x_proj), d_x_proj.sum((0, 1))
 
 
 def _forget_bias_init(hidden_size):

@@ -1,4 +1,14 @@
-"""One recurrent layer: the input projection for all steps, then `nn.scan`."""
+"""One recurrent layer: the input projection of all steps, then the time loop.
+
+The loop (`recurrence`) is a `lax.scan` over the cell's step with masking by
+lengths. Its backward pass is written by hand when the cell provides
+`step_backward` (cuDNN's scheme): the reverse loop computes only the gate
+gradients and the recurrent back-propagation; the weight gradients are one
+large matmul over all timesteps after the loop, and the input-side gradients
+come from the projection outside it.
+"""
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -10,12 +20,76 @@ def time_mask(lengths_b, num_steps):
   return (jnp.arange(num_steps)[:, None] < lengths_b[None, :])[..., None]
 
 
-def _masked_step(cell, carry, inputs):
-  """One step of `cell`, frozen (carry kept, output zero) past a sequence's end."""
-  x_proj, real = inputs
-  new_carry, y = cell(carry, x_proj)
-  carry = jax.tree.map(lambda new, old: jnp.where(real, new, old), new_carry, carry)
-  return carry, jnp.where(real, y, jnp.zeros_like(y))
+def _select(mask, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(mask, a, b), new, old)
+
+
+def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=True):
+  """Returns (final carry, outputs [time, batch, hidden], per-step residuals or None)."""
+  def step(carry, inputs):
+    x_t, real = inputs
+    new, residuals = cell.step(w_h, b_h, carry, x_t)
+    h = cell.output(new)
+    # Unused scan outputs still cost a write per step: keep residuals only for a backward pass.
+    return _select(real, new, carry), (jnp.where(real, h, jnp.zeros_like(h)),
+                                       residuals if keep_residuals else None)
+
+  carry, (outputs, residuals) = jax.lax.scan(step, carry0, (x_proj, mask), unroll=unroll)
+  return carry, outputs, residuals
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6))
+def _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll):
+  carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=False)
+  return carry, outputs
+
+
+def _fused_fwd(cell, w_h, b_h, x_proj, mask, carry0, unroll):
+  carry, outputs, residuals = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
+  return (carry, outputs), (w_h, b_h, x_proj, mask, residuals)
+
+
+def _fused_bwd(cell, unroll, saved, grads):
+  w_h, b_h, x_proj, mask, residuals = saved
+  d_carry, d_outputs = grads
+
+  def step(d_carry, inputs):
+    d_out, real, res = inputs
+    d_new = _select(real, d_carry, jax.tree.map(jnp.zeros_like, d_carry))
+    # The output at a real step is the new carry's h: its gradient joins the carry's.
+    d_new = _add_to_hidden(cell, d_new, jnp.where(real, d_out, 0.0))
+    d_prev, d_x = cell.step_backward(w_h, res, d_new)
+    d_prev = _select(real, d_prev, d_carry)  # a frozen step passes its gradient through
+    return d_prev, d_x
+
+  d_carry = jax.tree.map(lambda x: x.astype(jnp.float32), d_carry)
+  d_carry0, d_x_proj = jax.lax.scan(step, d_carry, (d_outputs.astype(jnp.float32), mask, residuals),
+                                    reverse=True, unroll=unroll)
+  d_w_h, d_b_h = cell.recurrent_grads(residuals, d_x_proj)
+  return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_proj.dtype),
+          None, d_carry0)
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def _add_to_hidden(cell, d_carry, d_h):
+  """Adds d_h to the gradient of the carry's hidden state h = cell.output(carry)."""
+  _, pullback = jax.vjp(cell.output, d_carry)
+  (d_from_h,) = pullback(d_h)
+  return jax.tree.map(jnp.add, d_carry, d_from_h)
+
+
+def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1):
+  """Runs `cell` over `x_proj` [time, batch, gates] with `mask` [time, batch, 1].
+
+  Past a sequence's end its carry is frozen and its outputs are zero.
+  Returns (final carry, outputs [time, batch, hidden]).
+  """
+  if hasattr(cell, 'step_backward'):
+    return _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll)
+  carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
+  return carry, outputs
 
 
 class Recurrent(nn.Module):
@@ -39,8 +113,6 @@ class Recurrent(nn.Module):
     num_steps, batch_size, _ = x_tbf.shape
     x_proj = nn.Dense(self.cell.num_gates * self.cell.hidden_size,
                       dtype=self.cell.dtype, name='input_projection')(x_tbf)
-    scan = nn.scan(_masked_step, variable_broadcast='params',
-                   split_rngs={'params': False}, in_axes=0, out_axes=0,
-                   unroll=self.unroll)
-    return scan(self.cell, self.cell.initial_carry(batch_size),
-                (x_proj, time_mask(lengths_b, num_steps)))
+    w_h, b_h = self.cell()
+    return recurrence(type(self.cell), w_h, b_h, x_proj, time_mask(lengths_b, num_steps),
+                      self.cell.initial_carry(batch_size), self.unroll)

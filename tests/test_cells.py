@@ -1,11 +1,13 @@
 """Cells and stacks match a numpy implementation of the documented equations."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_batch, tiny_model_config
 from reference import stack_sequence
 
+from seqrnn.cells import CELLS
 from seqrnn.models import build_model
 
 
@@ -56,3 +58,28 @@ def test_token_inputs_go_through_the_embedding():
                     method=lambda m, x, l: m.encoder(x, l, train=False))
   np.testing.assert_allclose(out[0, :3], stack_sequence('gru', [layer], table[tokens[0, :3]]),
                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('cell_name', ['gru', 'lstm'])
+def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name):
+  from seqrnn import layer
+  cell = CELLS[cell_name](6)
+  rng = np.random.default_rng(0)
+  num_steps, batch, gates = 5, 4, cell.num_gates * 6
+  w_h = jnp.asarray(rng.normal(size=(6, gates)) * 0.5, jnp.float32)
+  b_h = jnp.asarray(rng.normal(size=gates) * 0.5, jnp.float32)
+  x_proj = jnp.asarray(rng.normal(size=(num_steps, batch, gates)), jnp.float32)
+  mask = layer.time_mask(jnp.array([5, 1, 3, 4]), num_steps)
+  carry0 = jax.tree.map(lambda z: z + 0.3, cell.initial_carry(batch))
+  weights_out = jnp.asarray(rng.normal(size=(num_steps, batch, 6)), jnp.float32)
+
+  def loss(run):
+    def f(w_h, b_h, x_proj, carry0):
+      carry, outputs = run(type(cell), w_h, b_h, x_proj, mask, carry0, 1)
+      return (outputs * weights_out).sum() + sum(jnp.sum(c ** 2) for c in jax.tree.leaves(carry))
+    return jax.grad(f, argnums=(0, 1, 2, 3))(w_h, b_h, x_proj, carry0)
+
+  autodiff = loss(lambda *a: layer._forward(*a)[:2])
+  hand_written = loss(layer.recurrence)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               autodiff, hand_written)

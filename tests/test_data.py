@@ -1,6 +1,7 @@
 """Readers and batching: real files where present, small hand-written files always."""
 
 import gzip
+import itertools
 import pathlib
 
 import numpy as np
@@ -253,3 +254,20 @@ def test_unknown_words_are_marked_in_eval_and_test(tmp_path):
   data = conllu.make_dataset(train, test, test, config)
   assert 'unknown' not in data.splits['train']
   np.testing.assert_array_equal(data.splits['test']['unknown'], [[False, True]])
+
+
+def test_buckets_minimise_padding_as_a_brute_force_search_does():
+  rng = np.random.default_rng(0)
+  for trial in range(5):
+    lengths = np.concatenate([rng.integers(1, 20, 50), rng.integers(20, 70, 5 * trial + 1)])
+    longest = lengths.max()
+    cands = sorted({min(-(-int(l) // 8) * 8, longest) for l in lengths})
+
+    def padded(buckets):
+      return sum(min(b for b in buckets if b >= l) for l in lengths)
+
+    best = min(padded(c + (longest,)) for k in range(4)
+               for c in itertools.combinations(cands[:-1], k))
+    buckets = batching.bucket_lengths(lengths, 4)
+    assert len(buckets) <= 4 and buckets[-1] == longest
+    assert padded(buckets) == best

@@ -17,12 +17,32 @@ _SORT_WINDOW_BATCHES = 32
 
 
 def bucket_lengths(lengths, num_buckets):
-  """At most `num_buckets` padded lengths covering `lengths`: length quantiles
-  rounded up to a multiple of 8, the last being max(lengths)."""
+  """At most `num_buckets` padded lengths that minimise the padded size of `lengths`.
+
+  Each sequence goes to the smallest bucket that holds it; buckets are multiples
+  of 8 and the last one is max(lengths). Found exactly by dynamic programming
+  over the candidate lengths (a long tail gets buckets of its own).
+  """
   lengths = np.asarray(lengths)
   longest = int(lengths.max())
-  quantiles = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:], method='higher')
-  return tuple(sorted({min(-(-int(q) // 8) * 8, longest) for q in quantiles} | {longest}))
+  cands = np.array(sorted({min(-(-int(l) // 8) * 8, longest) for l in np.unique(lengths)}))
+  held = np.searchsorted(np.sort(lengths), cands, side='right')  # sequences <= each candidate
+  # cost[k, j]: least padded size of the sequences <= cands[j] with k + 1 buckets, the
+  # largest being cands[j]; back[k, j]: the bucket below it.
+  cost = np.full((num_buckets, len(cands)), np.inf)
+  back = np.full((num_buckets, len(cands)), -1)
+  cost[0] = held * cands
+  for k in range(1, num_buckets):
+    for j in range(1, len(cands)):
+      options = cost[k - 1, :j] + (held[j] - held[:j]) * cands[j]
+      back[k, j] = int(np.argmin(options))
+      cost[k, j] = options[back[k, j]]
+  k, j = int(np.argmin(cost[:, -1])), len(cands) - 1
+  buckets = []
+  while j >= 0 and k >= 0:
+    buckets.append(int(cands[j]))
+    j, k = back[k, j], k - 1
+  return tuple(sorted(buckets))
 
 
 def pad_to(batch, num_steps):

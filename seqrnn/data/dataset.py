@@ -19,6 +19,8 @@ class Dataset:
 
 def pad_sequences(seqs, dtype, fill=0):
   """A list of arrays [len_i, ...] -> (padded [N, max_len, ...], lengths [N])."""
+  if not len(seqs):
+    raise ValueError('a data set split holds no sequence')
   lengths = np.array([len(s) for s in seqs], np.int32)
   out = np.full((len(seqs), lengths.max()) + np.shape(seqs[0])[1:], fill, dtype)
   for i, s in enumerate(seqs):
