@@ -10,12 +10,15 @@ The cell protocol, what a new cell type implements:
   cell()                                -> recurrent params (w_h [H, G*H], b_h [G*H])
   cell.initial_carry(batch)             -> zero carry
   Cell.output(carry)                    -> h [batch, H]
-  Cell.step(w_h, b_h, carry, x_proj)    -> (carry, residuals); x_proj [batch, G*H]
+  Cell.step(w_h, b_h, carry, x_gates)   -> (carry, residuals)
 and, for the fast hand-written backward pass (optional: without them the
 layer differentiates `step` with autodiff):
-  Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_proj)
+  Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_gates)
   Cell.recurrent_grads(residuals, d_x_proj)   -> (d_w_h, d_b_h), over all steps at once
-where `residuals` are whatever `step` saved for its backward pass.
+where `x_gates` is the step's input projection as G separate arrays [batch, H]
+(slicing one wide array inside the loop is slow on XLA:CPU, see PERF_NOTES),
+`d_x_proj` is their gradient over all steps [time, batch, G*H], and
+`residuals` are whatever `step` saved for its backward pass.
 """
 
 from typing import Any, ClassVar, NamedTuple
@@ -73,9 +76,9 @@ class GRUCell(nn.Module):
     return carry
 
   @staticmethod
-  def step(w_h, b_h, h, x_proj):
+  def step(w_h, b_h, h, x_gates):
     h_proj = h.astype(w_h.dtype) @ w_h + b_h
-    xr, xz, xn = _split(x_proj, 3)
+    xr, xz, xn = x_gates
     hr, hz, hn = _split(h_proj, 3)
     r = jax.nn.sigmoid(xr + hr)
     z = jax.nn.sigmoid(xz + hz)
@@ -90,10 +93,9 @@ class GRUCell(nn.Module):
     d_an = d_n * (1.0 - n * n)                     # through tanh
     d_az = d_new_h * (h - n) * z * (1.0 - z)       # through sigmoid
     d_ar = d_an * hn * r * (1.0 - r)
-    d_x_proj = jnp.concatenate([d_ar, d_az, d_an], -1)
     d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r], -1)
     d_h = d_new_h * z + (d_h_proj.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
-    return d_h, d_x_proj
+    return d_h, (d_ar, d_az, d_an)
 
   @staticmethod
   def recurrent_grads(residuals, d_x_proj):
@@ -137,11 +139,12 @@ class LSTMCell(nn.Module):
     return carry.hidden
 
   @staticmethod
-  def step(w_h, b_h, carry, x_proj):
+  def step(w_h, b_h, carry, x_gates):
     h, c = carry
-    gates = x_proj + h.astype(w_h.dtype) @ w_h + b_h
-    i, f, g, o = _split(gates, 4)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    hi, hf, hg, ho = _split(h.astype(w_h.dtype) @ w_h + b_h, 4)
+    xi, xf, xg, xo = x_gates
+    i, f = jax.nn.sigmoid(xi + hi), jax.nn.sigmoid(xf + hf)
+    g, o = jnp.tanh(xg + hg), jax.nn.sigmoid(xo + ho)
     new_c = (f * c + i * g).astype(c.dtype)
     tanh_c = jnp.tanh(new_c)
     new_h = (o * tanh_c).astype(h.dtype)
@@ -152,9 +155,9 @@ class LSTMCell(nn.Module):
     h, c, i, f, g, o, tanh_c = (x.astype(jnp.float32) for x in residuals)
     d_h, d_c = d_new
     d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
-    d_gates = jnp.concatenate([d_c * g * i * (1.0 - i), d_c * c * f * (1.0 - f),
-                               d_c * i * (1.0 - g * g), d_h * tanh_c * o * (1.0 - o)], -1)
-    d_prev_h = (d_gates.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
+    d_gates = (d_c * g * i * (1.0 - i), d_c * c * f * (1.0 - f),
+               d_c * i * (1.0 - g * g), d_h * tanh_c * o * (1.0 - o))
+    d_prev_h = (jnp.concatenate(d_gates, -1).astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
     return LSTMState(d_prev_h, d_c * f), d_gates
 
   @staticmethod

@@ -34,7 +34,8 @@ def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=True):
     return _select(real, new, carry), (jnp.where(real, h, jnp.zeros_like(h)),
                                        residuals if keep_residuals else None)
 
-  carry, (outputs, residuals) = jax.lax.scan(step, carry0, (x_proj, mask), unroll=unroll)
+  x_gates = tuple(jnp.split(x_proj, cell.num_gates, axis=-1))
+  carry, (outputs, residuals) = jax.lax.scan(step, carry0, (x_gates, mask), unroll=unroll)
   return carry, outputs, residuals
 
 
@@ -63,8 +64,9 @@ def _fused_bwd(cell, unroll, saved, grads):
     return d_prev, d_x
 
   d_carry = jax.tree.map(lambda x: x.astype(jnp.float32), d_carry)
-  d_carry0, d_x_proj = jax.lax.scan(step, d_carry, (d_outputs.astype(jnp.float32), mask, residuals),
-                                    reverse=True, unroll=unroll)
+  d_carry0, d_x_gates = jax.lax.scan(step, d_carry, (d_outputs.astype(jnp.float32), mask, residuals),
+                                     reverse=True, unroll=unroll)
+  d_x_proj = jnp.concatenate(d_x_gates, -1)
   d_w_h, d_b_h = cell.recurrent_grads(residuals, d_x_proj)
   return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_proj.dtype),
           None, d_carry0)

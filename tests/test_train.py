@@ -65,3 +65,23 @@ def test_eval_step_weights_out_padding_examples():
   doubled = {k: np.concatenate([v, v[:2]]) for k, v in batch.items()}
   doubled['weights'] = np.array([1, 1, 1, 1, 0, 0], np.float32)
   np.testing.assert_allclose(summarize(eval_step(state, doubled))['loss'], full['loss'], rtol=1e-6)
+
+
+def test_bfloat16_compute_keeps_the_loss_and_gradients_close_to_float32():
+  batch = random_batch(0, batch=8, time=12, task='labelling')
+  losses, grads = {}, {}
+  for dtype in ('float32', 'bfloat16'):
+    model = build_model('labelling', tiny_model_config('lstm', hidden_size=32, dtype=dtype),
+                        num_classes=3)
+    params = model.init(jax.random.key(0), batch['inputs'], batch['lengths'])['params']
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+    def loss(p):
+      s, n = get_task('labelling')(model.apply({'params': p}, batch['inputs'], batch['lengths']),
+                                   batch)['loss']
+      return s / n
+    losses[dtype], grads[dtype] = jax.value_and_grad(loss)(params)
+  np.testing.assert_allclose(losses['bfloat16'], losses['float32'], rtol=2e-2)
+  cosine = lambda a, b: float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+  flat = {k: jnp.concatenate([g.ravel() for g in jax.tree.leaves(v)]) for k, v in grads.items()}
+  assert cosine(flat['bfloat16'], flat['float32']) > 0.99
