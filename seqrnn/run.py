@@ -138,6 +138,8 @@ def train_and_evaluate(config, workdir):
   window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
   skipped = loop.get('skipped', 0)
   best_value = loop.get('best')  # of cfg.best_metric on eval, None before the first
+  if 'rng' in loop:  # the run's dropout key, saved with its checkpoints
+    dropout_key = jax.random.wrap_key_data(np.asarray(loop['rng'], np.uint32))
   window_start, window_steps = time.perf_counter(), 0
   cfg = config.train
 
@@ -192,7 +194,10 @@ def train_and_evaluate(config, workdir):
         if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
           drain()
           log.sync()
-          checkpoints.save(state, {'window': window or {}, 'skipped': skipped, 'best': best_value})
+          checkpoints.save(state, {
+              'window': window or {}, 'skipped': skipped, 'best': best_value,
+              'rng': jax.random.key_data(dropout_key).tolist(),
+              'data_position': step})  # the next batch is the one of step + 1
         if stop.is_set():
           raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
                           f'{workdir / "checkpoints"}; run again with the same --workdir to resume')

@@ -271,3 +271,11 @@ def test_buckets_minimise_padding_as_a_brute_force_search_does():
     buckets = batching.bucket_lengths(lengths, 4)
     assert len(buckets) <= 4 and buckets[-1] == longest
     assert padded(buckets) == best
+
+
+def test_a_missing_uea_set_says_where_it_was_looked_for(tmp_path):
+  pytest.importorskip('aeon')
+  config = default_config().data
+  config.series, config.path = 'NoSuchSet', str(tmp_path)
+  with pytest.raises(FileNotFoundError, match=r"config.data.series='NoSuchSet' .*NoSuchSet_TRAIN.ts"):
+    timeseries.load(config)

@@ -49,6 +49,9 @@ def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
   assert [r['split'] for r in records if r['step'] == 150] == ['train', 'eval', 'test']
   assert list(tmp_path.glob('events.out.tfevents.*'))
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [140, 150]
+  with ocp.CheckpointManager(tmp_path / 'checkpoints') as m:
+    loop = m.restore(150, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))['loop']
+  assert loop['data_position'] == 150 and len(loop['rng']) == 2  # the dropout key's data
 
 
 def test_sigterm_saves_the_current_step_and_the_resumed_run_equals_an_uninterrupted_one(

@@ -17,7 +17,14 @@ def load(data_config):
   except ImportError as e:
     raise ImportError("data set uea needs aeon: pip install 'seqrnn[timeseries]'") from e
   kw = {'extract_path': data_config.path} if data_config.path else {}
-  raw = {s: load_classification(data_config.series, split=s, **kw) for s in ('train', 'test')}
+  try:
+    raw = {s: load_classification(data_config.series, split=s, **kw) for s in ('train', 'test')}
+  except Exception as e:  # aeon tries a download for sets it does not ship: there is no network
+    raise FileNotFoundError(
+        f'UEA/UCR set config.data.series={data_config.series!r} is neither shipped with aeon '
+        f'nor found under config.data.path={data_config.path!r} (expected '
+        f'<path>/{data_config.series}/{data_config.series}_TRAIN.ts and _TEST.ts, from '
+        f'timeseriesclassification.com)') from e
   classes = sorted(set(raw['train'][1]))
   splits = {}
   for name, (series, labels) in raw.items():
