@@ -56,6 +56,17 @@ def default_config():
   return c
 
 
+def debug_variant(config):
+  """`config` shrunk to a seconds-long smoke run (what `--config=FILE:debug` selects)."""
+  config.model.hidden_size = 16
+  config.model.embed_dim = 16
+  config.model.num_layers = 1
+  config.train.num_steps = 20
+  config.train.log_every_steps = config.train.eval_every_steps = 10
+  config.train.checkpoint_every_steps = 10
+  return config
+
+
 _CHOICES = {
     'task': ('classification', 'labelling'),
     'model.cell': ('gru', 'lstm'),

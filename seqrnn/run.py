@@ -86,17 +86,15 @@ def train_and_evaluate(config, workdir):
   buckets = batching.bucket_lengths(all_lengths, config.data.num_buckets)
   batch_args = dict(batch_size=config.data.batch_size, buckets=buckets, seed=config.seed,
                     process_index=jax.process_index(), process_count=jax.process_count())
-  steps_per_epoch = batching.steps_per_epoch(train_split, config.data.batch_size)
-  first_epoch = [batching.train_batch(train_split, s, **batch_args)
-                 for s in range(steps_per_epoch)]
+  padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
+                                            buckets=buckets, seed=config.seed)
   tqdm.write(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-             f'padded lengths {buckets}, padding fraction of a training epoch '
-             f'{batching.padding_fraction(first_epoch):.3f}')
+             f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}')
 
   model = build_model(config.task, config.model, num_classes=dataset.num_classes,
                       vocab_size=dataset.vocab_size)
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(init_key, model, first_epoch[0],
+  state = create_train_state(init_key, model, batching.train_batch(train_split, 0, **batch_args),
                              make_optimizer(config.optim, config.train.num_steps),
                              get_task(config.task))
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)

@@ -101,10 +101,12 @@ def test_bucketed_batches_keep_every_true_length_and_label():
 def test_bucketing_pads_less_than_padding_to_the_longest():
   split = _variable_split(n=400)
   buckets = batching.bucket_lengths(split['lengths'], 4)
-  bucketed = [batching.train_batch(split, s, batch_size=16, buckets=buckets, seed=0)
-              for s in range(25)]
-  single = [batching.pad_to(b, 30) for b in bucketed]
-  assert batching.padding_fraction(bucketed) < batching.padding_fraction(single) - 0.1
+  kw = dict(batch_size=16, seed=0)
+  bucketed = [batching.train_batch(split, s, buckets=buckets, **kw) for s in range(25)]
+  built = 1 - sum(b['lengths'].sum() for b in bucketed) / sum(b['inputs'].shape[1] * 16
+                                                             for b in bucketed)
+  assert batching.epoch_padding_fraction(split, buckets=buckets, **kw) == pytest.approx(built)
+  assert built < batching.epoch_padding_fraction(split, buckets=(30,), **kw) - 0.1
 
 
 def test_the_batch_of_a_step_depends_only_on_seed_and_step():

@@ -5,7 +5,7 @@
 About a minute on 2 CPU cores. `--config=...digits.py:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import default_config
+from seqrnn.config import debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -20,7 +20,5 @@ def get_config(arg=None):
   c.optim.learning_rate = 3e-3
   c.train.num_steps = 1000
   if arg == 'debug':
-    c.model.hidden_size = 16
-    c.train.num_steps = 20
-    c.train.log_every_steps = c.train.eval_every_steps = c.train.checkpoint_every_steps = 10
+    debug_variant(c)
   return c

@@ -7,7 +7,7 @@
 `:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import default_config
+from seqrnn.config import debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -27,7 +27,5 @@ def get_config(arg=None):
   if arg == 'mnist':
     c.data.name = 'mnist'
   elif arg == 'debug':
-    c.model.hidden_size = 16
-    c.train.num_steps = 20
-    c.train.log_every_steps = c.train.eval_every_steps = c.train.checkpoint_every_steps = 10
+    debug_variant(c)
   return c

@@ -6,7 +6,7 @@
 `--config.data.series=NAME` picks another UEA/UCR set that aeon ships or finds in data.path.
 """
 
-from seqrnn.config import default_config
+from seqrnn.config import debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -25,6 +25,5 @@ def get_config(arg=None):
   c.train.eval_every_steps = 100
   c.train.checkpoint_every_steps = 300
   if arg == 'debug':
-    c.train.num_steps = 20
-    c.train.log_every_steps = c.train.eval_every_steps = c.train.checkpoint_every_steps = 10
+    debug_variant(c)
   return c

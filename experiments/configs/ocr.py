@@ -7,7 +7,7 @@ Trains on nine folds and tests on fold `data.fold` (`data.train_on_one_fold=True
 `:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import default_config
+from seqrnn.config import debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -25,8 +25,5 @@ def get_config(arg=None):
   c.train.eval_every_steps = 500
   c.train.checkpoint_every_steps = 500
   if arg == 'debug':
-    c.model.hidden_size = 16
-    c.model.num_layers = 1
-    c.train.num_steps = 20
-    c.train.log_every_steps = c.train.eval_every_steps = c.train.checkpoint_every_steps = 10
+    debug_variant(c)
   return c

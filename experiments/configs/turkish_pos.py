@@ -6,7 +6,7 @@ The treebanks ship in the PyPI package `turkish-treebanks` (a dependency).
 `--config=...turkish_pos.py:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import default_config
+from seqrnn.config import debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -26,8 +26,5 @@ def get_config(arg=None):
   c.train.eval_every_steps = 500
   c.train.checkpoint_every_steps = 500
   if arg == 'debug':
-    c.model.hidden_size = c.model.embed_dim = 16
-    c.model.num_layers = 1
-    c.train.num_steps = 20
-    c.train.log_every_steps = c.train.eval_every_steps = c.train.checkpoint_every_steps = 10
+    debug_variant(c)
   return c

@@ -112,11 +112,13 @@ def eval_batches(split, *, batch_size, buckets):
     yield pad_to(batch, _bucket_for(int(batch['lengths'].max()), buckets))
 
 
-def padding_fraction(batches):
-  """The fraction of padded (sequence, step) slots over `batches`."""
-  real = sum(int(b['lengths'].sum()) for b in batches)
-  total = sum(b['inputs'].shape[0] * b['inputs'].shape[1] for b in batches)
-  return 1.0 - real / total
+def epoch_padding_fraction(split, *, batch_size, buckets, seed, epoch=0):
+  """The fraction of padded (sequence, step) slots in training epoch `epoch`,
+  from the lengths alone (no batch is built)."""
+  lengths = np.ascontiguousarray(split['lengths'], np.int32)
+  batch_lengths = lengths[_epoch_plan(lengths.tobytes(), batch_size, seed, epoch)]
+  padded = [_bucket_for(int(b.max()), buckets) * len(b) for b in batch_lengths]
+  return 1.0 - batch_lengths.sum() / sum(padded)
 
 
 def prefetch(make, keys, depth=2):
