@@ -114,7 +114,14 @@ def jax_steps(model, case, batch):
     box[0], metrics = step(box[0], batch, rng)
     return metrics['loss'][0]
 
-  return {'train': train, 'infer': lambda: infer(box[0].params, batch)}
+  def temp_mib(fn, *args):  # XLA's scratch memory for one call, from the compiled program
+    analysis = fn.lower(*args).compile().memory_analysis()
+    return analysis.temp_size_in_bytes / 2**20 if analysis is not None else float('nan')
+
+  # Called after the timed first calls: lowering again reuses their compilation.
+  memory = lambda: {'train': temp_mib(step, box[0], batch, rng),
+                    'infer': temp_mib(infer, box[0].params, batch)}
+  return {'train': train, 'infer': lambda: infer(box[0].params, batch), 'temp_mib': memory}
 
 
 def seqrnn_steps(case, batch):
@@ -192,6 +199,7 @@ def run_case(name, case, impls, modes, reps):
     steps[impl] = fns
     for mode in modes:
       compile_s[impl, mode] = timed(fns[mode])  # first call: trace + compile + run
+  memory = {impl: fns['temp_mib']() if 'temp_mib' in fns else {} for impl, fns in steps.items()}
   times = {(impl, mode): [] for impl in steps for mode in modes}
   for _ in range(reps):
     for mode in modes:
@@ -204,7 +212,8 @@ def run_case(name, case, impls, modes, reps):
     flops = forward_flops(case) * (3 if mode == 'train' else 1)
     rows.append({'case': name, 'impl': impl, 'mode': mode, 'median_ms': 1e3 * median,
                  'sequences_per_s': case.batch / median, 'compile_s': compile_s[impl, mode],
-                 'ratio_vs_flax': float(flax_median / median), 'gflop_per_s': flops / median / 1e9})
+                 'ratio_vs_flax': float(flax_median / median), 'gflop_per_s': flops / median / 1e9,
+                 'temp_mib': memory[impl].get(mode, float('nan'))})
   return rows
 
 
@@ -222,7 +231,7 @@ def main(argv):
   else:
     print(header)
     print(f'| case | impl | mode | median ms | sequences/s | compile s | ratio vs flax | '
-          f'GFLOP/s (% of peak) |\n|---|---|---|---|---|---|---|---|')
+          f'GFLOP/s (% of peak) | XLA temp MiB |\n|---|---|---|---|---|---|---|---|---|')
   for name in names:
     for row in run_case(name, CASES[name], FLAGS.impls, FLAGS.modes, FLAGS.reps):
       if FLAGS.json:
@@ -231,7 +240,7 @@ def main(argv):
         print(f'| {row["case"]} | {row["impl"]} | {row["mode"]} | {row["median_ms"]:.1f} | '
               f'{row["sequences_per_s"]:.0f} | {row["compile_s"]:.1f} | '
               f'{row["ratio_vs_flax"]:.2f} | {row["gflop_per_s"]:.0f} '
-              f'({100 * row["gflop_per_s"] / peak:.0f}%) |', flush=True)
+              f'({100 * row["gflop_per_s"] / peak:.0f}%) | {row["temp_mib"]:.0f} |', flush=True)
 
 
 if __name__ == '__main__':
