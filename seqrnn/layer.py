@@ -88,7 +88,7 @@ def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1):
   Past a sequence's end its carry is frozen and its outputs are zero.
   Returns (final carry, outputs [time, batch, hidden]).
   """
-  if hasattr(cell, 'step_backward'):
+  if getattr(cell, 'step_backward', None) is not None:
     return _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll)
   carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
   return carry, outputs

@@ -7,7 +7,8 @@ import pytest
 from conftest import random_batch, tiny_model_config
 from reference import stack_sequence
 
-from seqrnn.cells import CELLS
+from seqrnn.cells import CELLS, GRUCell
+from seqrnn.layer import Recurrent
 from seqrnn.models import build_model
 
 
@@ -83,3 +84,19 @@ def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name):
   hand_written = loss(layer.recurrence)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                autodiff, hand_written)
+
+
+class _AutodiffGRU(GRUCell):
+  """A GRU as a new cell type would start: a step and no hand-written backward."""
+  step_backward = None
+
+
+def test_a_cell_without_a_hand_written_backward_trains_through_autodiff():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3, 4)), jnp.float32)
+  lengths = jnp.array([6, 2, 4])
+  grads = []
+  for cell in (GRUCell(5), _AutodiffGRU(5)):
+    layer = Recurrent(cell)
+    params = layer.init(jax.random.key(0), x, lengths)
+    grads.append(jax.grad(lambda p: layer.apply(p, x, lengths)[1].sum() ** 2)(params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
