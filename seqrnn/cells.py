@@ -16,7 +16,7 @@ layer differentiates `step` with autodiff):
   Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_gates)
   Cell.recurrent_grads(residuals, d_x_proj)   -> (d_w_h, d_b_h), over all steps at once
 where `x_gates` is the step's input projection as G separate arrays [batch, H]
-(slicing one wide array inside the loop is slow on XLA:CPU, see PERF_NOTES),
+(on XLA:CPU, slicing one wide array inside the loop costs more than the gates),
 `d_x_proj` is their gradient over all steps [time, batch, G*H], and
 `residuals` are whatever `step` saved for its backward pass.
 """
