@@ -24,7 +24,7 @@ def _select(mask, new, old):
   return jax.tree.map(lambda a, b: jnp.where(mask, a, b), new, old)
 
 
-def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=True):
+def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=False):
   """Returns (final carry, outputs [time, batch, hidden], per-step residuals or None)."""
   def step(carry, inputs):
     x_t, real = inputs
@@ -41,17 +41,20 @@ def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=True):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6))
 def _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll):
-  carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=False)
+  carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
   return carry, outputs
 
 
 def _fused_fwd(cell, w_h, b_h, x_proj, mask, carry0, unroll):
-  carry, outputs, residuals = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
-  return (carry, outputs), (w_h, b_h, x_proj, mask, residuals)
+  carry, outputs, residuals = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll,
+                                       keep_residuals=True)
+  # Of x_proj only the dtype is needed: an empty array carries it without keeping
+  # the [time, batch, gates] projection alive until the backward pass.
+  return (carry, outputs), (w_h, b_h, jnp.zeros((0,), x_proj.dtype), mask, residuals)
 
 
 def _fused_bwd(cell, unroll, saved, grads):
-  w_h, b_h, x_proj, mask, residuals = saved
+  w_h, b_h, x_proj_empty, mask, residuals = saved
   d_carry, d_outputs = grads
 
   def step(d_carry, inputs):
@@ -68,7 +71,7 @@ def _fused_bwd(cell, unroll, saved, grads):
                                      reverse=True, unroll=unroll)
   d_x_proj = jnp.concatenate(d_x_gates, -1)
   d_w_h, d_b_h = cell.recurrent_grads(residuals, d_x_proj)
-  return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_proj.dtype),
+  return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_proj_empty.dtype),
           None, d_carry0)
 
 
