@@ -15,6 +15,7 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where config.json, metrics.jsonl, TensorBoard events '
                     'and checkpoints go; an existing workdir is resumed.')
+flags.DEFINE_bool('traceback', False, 'On an error, show its whole traceback, not one line.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -28,6 +29,12 @@ def main(argv):
     results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except seqrnn.Preempted as e:
     sys.exit(str(e))
+  except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as e:
+    # Bad configs, data files, workdirs and checkpoints say what is wrong in
+    # their message; the traceback would only bury it.
+    if FLAGS.traceback:
+      raise
+    sys.exit(f'error: {e}\n(--traceback shows where it was raised)')
   print(f'compiled train shapes: {results["compiled_train_shapes"]} (buckets {results["buckets"]})')
   for split in ('eval', 'test'):
     print(f'{split}: ' + ' '.join(f'{k}={v:.4f}' for k, v in results[split].items()))

@@ -1,13 +1,15 @@
 """What a batch is, and the checks that reject a bad one before any compile.
 
 A batch (and a whole data set split) is a dict of numpy arrays:
-  inputs   float [batch, time, features], or int tokens [batch, time]
+  inputs   float [batch, time, features], or int tokens [batch, time];
+           values at padded steps are ignored (they may even be NaN)
   lengths  int [batch], each in [1, time]
   labels   int [batch] (classification) or [batch, time] (labelling);
            values at padded steps are ignored
   weights  optional float [batch]: 0 marks a padding example
 """
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -42,10 +44,6 @@ def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=No
     if num_features is not None and inputs.shape[2] != num_features:
       raise ValueError(f'{name}["inputs"] has {inputs.shape[2]} features (shape {inputs.shape}); '
                        f'the model expects {num_features}')
-    bad = ~np.isfinite(inputs)
-    if bad.any():
-      raise ValueError(f'{name}["inputs"] holds {inputs[bad][0]} at index '
-                       f'{_where(bad)}; expected finite values')
   if lengths.shape != (batch_size,) or not np.issubdtype(lengths.dtype, np.integer):
     raise ValueError(f'{name}["lengths"] has shape {lengths.shape} and dtype {lengths.dtype}; '
                      f'expected int [{batch_size}]')
@@ -54,12 +52,18 @@ def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=No
     i = int(np.argmax(bad))
     raise ValueError(f'{name}["lengths"][{i}] = {lengths[i]}; expected 1 <= length <= '
                      f'time = {num_steps}')
+  real_bt = np.arange(num_steps)[None, :] < lengths[:, None]
+  if not tokens:
+    # Padded steps may hold anything (they change no result), real ones must be finite.
+    bad = ~np.isfinite(inputs) & real_bt[..., None]
+    if bad.any():
+      raise ValueError(f'{name}["inputs"] holds {inputs[bad][0]} at index '
+                       f'{_where(bad)}; expected finite values at real steps')
   want = (batch_size,) if task == 'classification' else (batch_size, num_steps)
   if labels.shape != want or not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f'{name}["labels"] has shape {labels.shape} and dtype {labels.dtype}; '
                      f'expected int {list(want)} for task {task!r}')
-  real = (np.ones(want, bool) if task == 'classification'
-          else np.arange(num_steps)[None, :] < lengths[:, None])
+  real = np.ones(want, bool) if task == 'classification' else real_bt
   bad = real & ((labels < 0) | (labels >= num_classes))
   if bad.any():
     raise ValueError(f'{name}["labels"] holds {labels[bad][0]} at index '
@@ -67,6 +71,20 @@ def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=No
   if 'weights' in batch and np.asarray(batch['weights']).shape != (batch_size,):
     raise ValueError(f'{name}["weights"] has shape {np.asarray(batch["weights"]).shape}; '
                      f'expected [{batch_size}]')
+
+
+def batch_is_valid(batch, num_classes):
+  """The checks of `validate_batch` on values, as a traced scalar bool for use
+  inside jit: a non-empty batch, lengths in [1, time], labels in
+  [0, num_classes) at real steps. `train_step` applies no update where it is False.
+  """
+  lengths, labels = batch['lengths'], batch['labels']
+  num_steps = batch['inputs'].shape[1]
+  real = (jnp.ones(labels.shape, bool) if labels.ndim == 1
+          else jnp.arange(num_steps)[None, :] < lengths[:, None])
+  labels_ok = (labels >= 0) & (labels < num_classes) | ~real
+  return (jnp.asarray(lengths.size > 0) & jnp.all((lengths >= 1) & (lengths <= num_steps))
+          & jnp.all(labels_ok))
 
 
 def _where(bad):

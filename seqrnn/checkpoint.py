@@ -1,11 +1,24 @@
-"""Orbax checkpoints of the train state under `WORKDIR/checkpoints`.
+"""Orbax checkpoints of the train state under `WORKDIR/checkpoints`, verified on restore.
 
 Orbax writes each checkpoint into a temporary directory and renames it when
 complete, so a checkpoint cut short by a kill is never taken as the latest.
+Bytes changed after that (a flipped bit, a truncated or deleted file) are
+caught by a SHA-256 digest of the arrays, saved beside them and checked on
+restore: an unusable checkpoint is moved aside and the one before it is used.
 """
 
+import hashlib
+import pathlib
+import sys
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+
+class NoUsableCheckpoint(RuntimeError):
+  """Every checkpoint of a workdir failed to restore or to verify."""
 
 
 class Checkpoints:
@@ -13,6 +26,7 @@ class Checkpoints:
   loop's host-side state (e.g. the metrics of a half-finished logging window)."""
 
   def __init__(self, directory, keep):
+    self.directory = pathlib.Path(directory)
     self._manager = ocp.CheckpointManager(
         directory, item_names=('state', 'loop'),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -22,26 +36,67 @@ class Checkpoints:
     return self._manager.latest_step()
 
   def restore_latest(self, state):
-    """(state with the latest checkpoint's arrays, loop dict), or (state, {}) if none."""
-    step = self._manager.latest_step()
-    if step is None:
-      return state, {}
+    """(state with the latest usable checkpoint's arrays, its loop dict), or (state, {})
+    if there is no checkpoint. Unusable ones are moved aside, each said in one line."""
+    steps = sorted(self._manager.all_steps(), reverse=True)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state))
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), loop=ocp.args.JsonRestore()))
-    return state.replace(**restored['state']), dict(restored['loop'])
+    for step in steps:
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), loop=ocp.args.JsonRestore()))
+        loop = dict(restored['loop'])
+        if loop.get('sha256') != digest(restored['state']):
+          raise ValueError('its arrays do not match the SHA-256 digest saved with them')
+      except Exception as e:  # noqa: BLE001 - any damage makes the checkpoint unusable
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        aside = self._move_aside(step)
+        sys.stderr.write(f'checkpoint {self.directory / str(step)} is unusable ({reason[:200]}); '
+                         f'moved to {aside.name}, trying the one before it\n')
+        continue
+      return state.replace(**restored['state']), loop
+    if steps:
+      raise NoUsableCheckpoint(
+          f'none of the checkpoints in {self.directory} (steps {sorted(steps)}) could be '
+          f'restored and verified; they were moved aside. Move {self.directory} away to '
+          f'start the run from scratch, or use another --workdir.')
+    return state, {}
+
+  def _move_aside(self, step):
+    path = self.directory / str(step)
+    aside = path.with_name(f'{step}.unusable')
+    n = 1
+    while aside.exists():
+      n += 1
+      aside = path.with_name(f'{step}.unusable{n}')
+    path.rename(aside)  # Orbax ignores a directory whose name is not a step
+    self._manager.reload()
+    return aside
 
   def save(self, state, loop):
     """Saves `state` at its step (once: a second save of one step is a no-op)."""
     step = int(state.step)
     if self._manager.latest_step() != step:
+      arrays = _arrays(state)
       self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(_arrays(state)), loop=ocp.args.JsonSave(loop)), force=True)
+          state=ocp.args.StandardSave(arrays),
+          loop=ocp.args.JsonSave({**loop, 'sha256': digest(arrays)})), force=True)
     self._manager.wait_until_finished()
 
   def close(self):
     self._manager.close()
 
 
+def digest(arrays):
+  """SHA-256 of a pytree of arrays: every leaf's path, dtype, shape and bytes."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(arrays)[0]:
+    a = np.asarray(jax.device_get(leaf))
+    h.update(f'{jax.tree_util.keystr(path)} {a.dtype} {a.shape}\n'.encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()
+
+
 def _arrays(state):
-  return {'params': state.params, 'opt_state': state.opt_state, 'step': state.step}
+  # A fresh state's step is a Python int: saved and restored as int32 either way.
+  return {'params': state.params, 'opt_state': state.opt_state,
+          'step': jnp.asarray(state.step, jnp.int32)}

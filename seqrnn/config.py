@@ -6,6 +6,7 @@ out-of-range values with a message naming the field, before any work starts.
 """
 
 import difflib
+import math
 
 import ml_collections
 
@@ -13,7 +14,7 @@ import ml_collections
 def default_config():
   c = ml_collections.ConfigDict()
   c.task = 'classification'      # 'classification' (a label per sequence) or 'labelling' (per step)
-  c.seed = 0                     # seeds parameters, dropout and data order
+  c.seed = 0                     # seeds parameters, dropout and data order, in [0, 2**31)
 
   c.model = ml_collections.ConfigDict()
   c.model.cell = 'gru'           # 'gru' or 'lstm'
@@ -41,7 +42,7 @@ def default_config():
   c.optim.name = 'adam'          # 'adam', 'adamw' or 'sgd'
   c.optim.learning_rate = 3e-3   # peak learning rate
   c.optim.schedule = 'cosine'    # 'constant' or 'cosine' (decay to 0 over train.num_steps)
-  c.optim.warmup_steps = 0       # linear warm-up from 0 to the peak
+  c.optim.warmup_steps = 0       # linear warm-up from 0 to the peak, at most train.num_steps
   c.optim.grad_clip_norm = 1.0   # clip gradients to this global norm; 0 disables
   c.optim.weight_decay = 0.0     # adamw only
 
@@ -52,7 +53,7 @@ def default_config():
   c.train.checkpoint_every_steps = 200  # Orbax checkpoint of the train state
   c.train.keep_checkpoints = 2   # most recent checkpoints kept
   c.train.best_metric = 'accuracy'  # eval metric (higher is better) whose best state is kept in WORKDIR/best
-  c.train.skip_nonfinite = False  # on a NaN/Inf loss or gradient: skip that update (True) or stop (False)
+  c.train.skip_nonfinite = False  # on a NaN/Inf loss, gradient or update, or an invalid batch: skip it (True) or stop (False)
   return c
 
 
@@ -64,6 +65,19 @@ def debug_variant(config):
   config.train.num_steps = 20
   config.train.log_every_steps = config.train.eval_every_steps = 10
   config.train.checkpoint_every_steps = 10
+  return config
+
+
+def apply_variant(config, arg, variants):
+  """`config` changed by `variants[arg]`, the `:arg` of `--config=FILE:arg`.
+
+  No argument keeps `config`; an unknown one is refused, naming the known ones,
+  rather than silently running the full default config.
+  """
+  if arg:
+    if arg not in variants:
+      raise ValueError(f'unknown config variant {arg!r}; this config knows {sorted(variants)}')
+    variants[arg](config)
   return config
 
 
@@ -125,6 +139,9 @@ def validate_config(config):
     if not ok:
       raise TypeError(f'config.{name}={value!r} has type {type(value).__name__}; '
                       f'expected {expected.__name__}')
+  for name, value in fields.items():
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f'config.{name}={value!r} must be a finite number')
   for name, choices in _CHOICES.items():
     if fields[name] not in choices:
       raise ValueError(f'config.{name}={fields[name]!r} is not one of {list(choices)}')
@@ -138,18 +155,27 @@ def validate_config(config):
     raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
   if not 0.0 <= fields['model.dropout_rate'] < 1.0:
     raise ValueError(f'config.model.dropout_rate={fields["model.dropout_rate"]!r} must be in [0, 1)')
+  if not 0 <= fields['seed'] < 2**31:
+    raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
+  if fields['optim.warmup_steps'] > fields['train.num_steps']:
+    raise ValueError(f'config.optim.warmup_steps={fields["optim.warmup_steps"]} is more than '
+                     f'config.train.num_steps={fields["train.num_steps"]}: the learning rate '
+                     f'would never reach its peak')
 
 
-# Fields whose change alters the shapes or meaning of a saved train state.
-SHAPE_FIELDS = ('task', 'model.cell', 'model.hidden_size', 'model.num_layers',
+# Fields a resumed run may not change: they alter the shapes or meaning of the saved
+# train state, or which examples are train, eval and test (a model would be tested
+# on data it trained on), or the seeded order of the batches already seen.
+FIXED_FIELDS = ('task', 'seed', 'model.cell', 'model.hidden_size', 'model.num_layers',
                 'model.embed_dim', 'data.name', 'data.path', 'data.lowercase',
-                'data.min_count', 'data.tag_column', 'optim.name')
+                'data.min_count', 'data.tag_column', 'data.fold', 'data.train_on_one_fold',
+                'data.series', 'optim.name')
 
 
 def resume_conflicts(saved, config):
-  """Fields of SHAPE_FIELDS where the flat dict `saved` and `config` differ."""
+  """Fields of FIXED_FIELDS where the flat dict `saved` and `config` differ."""
   new = _flatten(config)
-  return {f: (saved.get(f), new[f]) for f in SHAPE_FIELDS if saved.get(f) != new[f]}
+  return {f: (saved.get(f), new[f]) for f in FIXED_FIELDS if saved.get(f) != new[f]}
 
 
 def to_flat_dict(config):

@@ -116,8 +116,13 @@ class Recurrent(nn.Module):
     Returns (final carry, outputs [time, batch, hidden]).
     """
     num_steps, batch_size, _ = x_tbf.shape
+    mask = time_mask(lengths_b, num_steps)
+    # Padded steps are zeroed before the projection: its weight gradient is
+    # x^T @ d_x_proj over all steps, where a NaN in padding times a zero gradient
+    # would still be NaN. So a padded step's content, whatever it is, changes nothing.
+    x_tbf = jnp.where(mask, x_tbf, jnp.zeros((), x_tbf.dtype))
     x_proj = nn.Dense(self.cell.num_gates * self.cell.hidden_size,
                       dtype=self.cell.dtype, name='input_projection')(x_tbf)
     w_h, b_h = self.cell()
-    return recurrence(type(self.cell), w_h, b_h, x_proj, time_mask(lengths_b, num_steps),
+    return recurrence(type(self.cell), w_h, b_h, x_proj, mask,
                       self.cell.initial_carry(batch_size), self.unroll)

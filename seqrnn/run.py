@@ -1,7 +1,6 @@
 """`train_and_evaluate(config, workdir)`: the whole run, resumable from its workdir."""
 
 import contextlib
-import json
 import pathlib
 import signal
 import threading
@@ -14,13 +13,15 @@ from tqdm import tqdm
 
 from seqrnn import config as config_lib
 from seqrnn import data as data_lib
+from seqrnn import workdir as workdir_lib
 from seqrnn.batch import validate_batch
 from seqrnn.checkpoint import Checkpoints
 from seqrnn.data import batching
 from seqrnn.metrics_log import MetricLog
 from seqrnn.models import build_model
 from seqrnn.tasks import accumulate, get_task, summarize
-from seqrnn.train import create_train_state, eval_step, make_optimizer, train_step
+from seqrnn.train import (create_train_state, eval_step, make_optimizer, train_step,
+                          with_hyperparams_of)
 
 
 class Preempted(Exception):
@@ -42,16 +43,14 @@ def _stop_on_signals():
       signal.signal(s, handler)
 
 
-def _check_workdir(workdir, config):
-  """Refuses to resume a workdir whose saved config changes shapes or meaning."""
-  saved_path = workdir / 'config.json'
-  if saved_path.exists():
-    conflicts = config_lib.resume_conflicts(json.loads(saved_path.read_text()), config)
-    if conflicts:
-      detail = '; '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in conflicts.items())
-      raise ValueError(f'{workdir} holds a run with a different config ({detail}); its '
-                       f'checkpoints cannot be resumed with it. Use another --workdir.')
-  saved_path.write_text(json.dumps(config_lib.to_flat_dict(config), indent=2) + '\n')
+def _check_resume(workdir, config):
+  """Refuses a workdir whose run used other values of config_lib.FIXED_FIELDS."""
+  saved = workdir_lib.saved_config(workdir)
+  conflicts = config_lib.resume_conflicts(saved, config) if saved else {}
+  if conflicts:
+    detail = '; '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in conflicts.items())
+    raise ValueError(f'{workdir} holds a run with a different config ({detail}); its '
+                     f'checkpoints cannot be resumed with it. Use another --workdir.')
 
 
 def load_and_check_data(config):
@@ -65,17 +64,27 @@ def load_and_check_data(config):
 
 
 def train_and_evaluate(config, workdir):
-  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+  """Trains `config` in `workdir`, resuming from its latest usable checkpoint.
 
-  Writes config.json, metrics.jsonl, TensorBoard events and checkpoints/.
+  Writes config.json (and config_history.jsonl on later starts), metrics.jsonl,
+  TensorBoard events and checkpoints/, holding the workdir's lock throughout.
   Returns {'eval': metrics, 'test': metrics, ...} at the end of training.
   """
+  if workdir is None or not str(workdir).strip():
+    raise ValueError(f'workdir={workdir!r}: name the directory the run writes into')
   config_lib.validate_config(config)
-  dataset = load_and_check_data(config)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _check_workdir(workdir, config)
+  lock = (workdir_lib.locked(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock:
+    _check_resume(workdir, config)
+    for sub in ('checkpoints', 'best'):
+      workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
+    return _train_and_evaluate(config, workdir)
 
+
+def _train_and_evaluate(config, workdir):
+  dataset = load_and_check_data(config)
   num_devices = jax.device_count()
   for field in ('batch_size', 'eval_batch_size'):
     if config.data[field] % num_devices:
@@ -99,10 +108,11 @@ def train_and_evaluate(config, workdir):
                              get_task(config.task))
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
   best = Checkpoints((workdir / 'best').absolute(), 1)
-  state, loop = checkpoints.restore_latest(state)
+  restored, loop = checkpoints.restore_latest(state)
+  # The config's hyperparameters, not the checkpoint's, from here on.
+  state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
   start = int(state.step)
-  if start:
-    tqdm.write(f'resuming {workdir} from its checkpoint at step {start}')
+  _report_start(workdir, config, start)
 
   mesh = Mesh(jax.devices(), ('data',))
   state = jax.device_put(state, NamedSharding(mesh, P()))
@@ -120,10 +130,16 @@ def train_and_evaluate(config, workdir):
   jit_train = jax.jit(counted_train_step, donate_argnums=0)
   jit_eval = jax.jit(eval_step)
 
-  def evaluate(split):
+  def evaluate(split, stop=None):
+    """Metrics of `split`; raises Preempted between batches once `stop` is set."""
     total = None
     for batch in batching.eval_batches(dataset.splits[split], batch_size=config.data.eval_batch_size,
                                        buckets=buckets):
+      if stop is not None and stop.is_set():
+        raise Preempted(f'stopped by a signal during the final {split} evaluation; the '
+                        f'checkpoint of step {int(state.step)} is saved in '
+                        f'{workdir / "checkpoints"}; run again with the same --workdir to '
+                        f'evaluate it')
       total = accumulate(total, jit_eval(state, put(batch)))
     return summarize(jax.device_get(total))
 
@@ -142,16 +158,18 @@ def train_and_evaluate(config, workdir):
   cfg = config.train
 
   def drain():
-    """Fetches pending metrics into the window; stops on a non-finite step."""
+    """Fetches pending metrics into the window; stops on a rejected update."""
     nonlocal pending, window, skipped
     for (s, _), m in zip(pending, jax.device_get([m for _, m in pending])):
-      if m['nonfinite'][0] > 0:
+      bad = m.pop('nonfinite')[0] > 0, m.pop('invalid_batch')[0] > 0
+      if any(bad):
         if not cfg.skip_nonfinite:
+          what = ('a non-finite loss, gradient or update' if bad[0] else
+                  'an invalid batch (a length outside [1, time] or a label out of range)')
           raise FloatingPointError(
-              f'non-finite loss or gradient at step {s}; the update was not applied and the '
-              f'checkpoints in {workdir / "checkpoints"} (latest step '
-              f'{checkpoints.latest_step()}) are untouched. Set config.train.skip_nonfinite '
-              f'to skip such updates instead.')
+              f'{what} at step {s}; the update was not applied and the checkpoints in '
+              f'{workdir / "checkpoints"} (latest step {checkpoints.latest_step()}) are '
+              f'untouched. Set config.train.skip_nonfinite to skip such updates instead.')
         skipped += 1
         continue  # a skipped step's NaN stays out of the logged averages
       window = accumulate(window, {k: (float(a), float(b)) for k, (a, b) in m.items()})
@@ -161,48 +179,51 @@ def train_and_evaluate(config, workdir):
     return put(batching.train_batch(train_split, step, **batch_args))
 
   try:
-    with _stop_on_signals() as stop, tqdm(total=cfg.num_steps, initial=start, desc='train',
-                                          dynamic_ncols=True) as bar:
-      for step, batch in zip(range(start + 1, cfg.num_steps + 1),
-                             batching.prefetch(make, range(start, cfg.num_steps))):
-        state, metrics = jit_train(state, batch, dropout_key)
-        pending.append((step, metrics))
-        window_steps += 1
-        bar.update(1)
-        last = step == cfg.num_steps
-        if step % cfg.log_every_steps == 0 or last:
-          drain()
-          train_metrics = summarize(window or {})
-          train_metrics.pop('nonfinite', None)
-          now = time.perf_counter()
-          train_metrics.update(skipped_updates=skipped,
-                               steps_per_s=window_steps / (now - window_start))
-          log.write(step, 'train', train_metrics)
-          bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
-                           if k in ('loss', 'accuracy')})
-          window, window_start, window_steps = None, now, 0
-        if step % cfg.eval_every_steps == 0 or last:
-          drain()
-          results['eval'] = evaluate('eval')
-          log.write(step, 'eval', results['eval'])
-          bar.write(f'step {step}: eval ' + _fmt(results['eval']))
-          if best_value is None or results['eval'][cfg.best_metric] > best_value:
-            best_value = results['eval'][cfg.best_metric]
-            best.save(state, {cfg.best_metric: best_value})
-        if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
-          drain()
-          log.sync()
-          checkpoints.save(state, {
-              'window': window or {}, 'skipped': skipped, 'best': best_value,
-              'rng': jax.random.key_data(dropout_key).tolist(),
-              'data_position': step})  # the next batch is the one of step + 1
-        if stop.is_set():
-          raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
-                          f'{workdir / "checkpoints"}; run again with the same --workdir to resume')
+    with _stop_on_signals() as stop:
+      with tqdm(total=cfg.num_steps, initial=min(start, cfg.num_steps), desc='train',
+                dynamic_ncols=True) as bar:
+        for step, batch in zip(range(start + 1, cfg.num_steps + 1),
+                               batching.prefetch(make, range(start, cfg.num_steps))):
+          state, metrics = jit_train(state, batch, dropout_key)
+          pending.append((step, metrics))
+          window_steps += 1
+          bar.update(1)
+          last = step == cfg.num_steps
+          if step % cfg.log_every_steps == 0 or last:
+            drain()
+            train_metrics = summarize(window or {})
+            now = time.perf_counter()
+            train_metrics.update(skipped_updates=skipped,
+                                 steps_per_s=window_steps / (now - window_start))
+            log.write(step, 'train', train_metrics)
+            bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
+                             if k in ('loss', 'accuracy')})
+            window, window_start, window_steps = None, now, 0
+          if step % cfg.eval_every_steps == 0 or last:
+            drain()
+            results['eval'] = evaluate('eval')
+            log.write(step, 'eval', results['eval'])
+            bar.write(f'step {step}: eval ' + _fmt(results['eval']))
+            if best_value is None or results['eval'][cfg.best_metric] > best_value:
+              best_value = results['eval'][cfg.best_metric]
+              best.save(state, {cfg.best_metric: best_value})
+          if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
+            drain()
+            log.sync()
+            checkpoints.save(state, {
+                'window': window or {}, 'skipped': skipped, 'best': best_value,
+                'rng': jax.random.key_data(dropout_key).tolist(),
+                'data_position': step})  # the next batch is the one of step + 1
+          if stop.is_set():
+            raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
+                            f'{workdir / "checkpoints"}; run again with the same --workdir '
+                            f'to resume')
 
-    results['eval'] = results.get('eval') or evaluate('eval')
-    results['test'] = evaluate('test')
-    log.write(int(state.step), 'test', results['test'])
+      # Signals stay handled until the last line is written: a stop here leaves
+      # the final checkpoint, and a restart redoes only this evaluation.
+      results['eval'] = results.get('eval') or evaluate('eval', stop)
+      results['test'] = evaluate('test', stop)
+      log.write(int(state.step), 'test', results['test'])
   finally:
     log.close()
     checkpoints.close()
@@ -210,6 +231,26 @@ def train_and_evaluate(config, workdir):
   results['compiled_train_shapes'] = len(train_shapes)
   results['buckets'] = buckets
   return results
+
+
+def _report_start(workdir, config, start):
+  """Records this start in the workdir and says what a resume changes."""
+  changes = workdir_lib.record_start(workdir, config_lib.to_flat_dict(config), start)
+  if not start:
+    return
+  tqdm.write(f'resuming {workdir} from its checkpoint at step {start}')
+  if changes:
+    tqdm.write('changed since the last start: ' + ', '.join(
+        f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
+  num_steps = config.train.num_steps
+  if start >= num_steps:
+    tqdm.write(f'the checkpoint is at step {start}, at or past train.num_steps={num_steps}: '
+               f'nothing is trained; the model of step {start} is evaluated')
+  elif 'train.num_steps' in changes and config.optim.schedule == 'cosine':
+    old = changes['train.num_steps'][0]
+    tqdm.write(f'train.num_steps changed from {old} to {num_steps} with a cosine schedule: '
+               f'the learning rate is recomputed over {num_steps} steps and changes at step '
+               f'{start} from what the old schedule gave')
 
 
 def _fmt(metrics):

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from seqrnn.batch import batch_is_valid
+
 
 class TrainState(train_state.TrainState):
   """Flax's TrainState plus the task's `(logits, batch) -> metrics` function."""
@@ -35,9 +37,26 @@ def make_optimizer(optim_config, num_steps):
                                                 weight_decay=optim_config.weight_decay)
   else:
     opt = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule, momentum=0.9)
-  if optim_config.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), opt)
-  return opt
+  # Both branches have the same state tree (an empty state, then the optimiser's),
+  # so a run resumed with clipping switched on or off restores as it is.
+  clip = (optax.clip_by_global_norm(optim_config.grad_clip_norm)
+          if optim_config.grad_clip_norm > 0 else optax.identity())
+  return optax.chain(clip, opt)
+
+
+def with_hyperparams_of(opt_state, fresh_opt_state):
+  """`opt_state` (e.g. restored from a checkpoint) with the injected hyperparameters
+  of `fresh_opt_state` (built from the config now in force).
+
+  `inject_hyperparams` keeps constant hyperparameters such as weight decay in the
+  optimiser state and reads them from there: without this, a resumed run would go
+  on with the old values whatever its config says. (Scheduled ones, such as the
+  learning rate, are recomputed from the step count at every update anyway.)
+  """
+  is_injected = lambda x: isinstance(x, optax.InjectStatefulHyperparamsState)
+  return jax.tree.map(
+      lambda old, new: old._replace(hyperparams=new.hyperparams) if is_injected(old) else old,
+      opt_state, fresh_opt_state, is_leaf=is_injected)
 
 
 def create_train_state(key, model, example_batch, tx, task):
@@ -51,9 +70,13 @@ def train_step(state, batch, rng):
   """One optimiser step. Pure: jit it (donating `state`), vmap it, shard it.
 
   Dropout's key is `fold_in(rng, state.step)`, so a resumed run draws the
-  same masks. A non-finite loss or gradient leaves `state` unchanged except
-  for the step count; `metrics['nonfinite']` reports it so the caller can stop
-  or count skips.
+  same masks. An update is applied only if the batch is valid (see
+  `seqrnn.batch.batch_is_valid`: research code that skips `validate_batch`
+  cannot train on rows it would refuse) and the loss, the gradient and the new
+  parameters and optimiser state are all finite; otherwise `state` is unchanged
+  except for the step count, and `metrics['nonfinite']` (loss, gradient or
+  update) or `metrics['invalid_batch']` reports it, so the caller can stop or
+  count skips.
 
   Returns (new state, metrics as {'name': (sum, count)}).
   """
@@ -64,17 +87,26 @@ def train_step(state, batch, rng):
                             train=True, rngs={'dropout': key})
     metrics = state.task(logits, batch)
     loss_sum, count = metrics['loss']
-    return loss_sum / count, metrics
+    return loss_sum / count, (metrics, batch_is_valid(batch, num_classes=logits.shape[-1]))
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, (metrics, valid) = jax.grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.tree.norm(grads)
-  finite = jnp.isfinite(grad_norm) & jnp.isfinite(metrics['loss'][0])
   new_state = state.apply_gradients(grads=grads)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
+  finite = (jnp.isfinite(grad_norm) & jnp.isfinite(metrics['loss'][0])
+            & _all_finite((new_state.params, new_state.opt_state)))
+  ok = finite & valid
+  new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state,
                            state.replace(step=new_state.step))
   metrics['grad_norm'] = (grad_norm, 1.0)
   metrics['nonfinite'] = (1.0 - finite.astype(jnp.float32), 1.0)
+  metrics['invalid_batch'] = (1.0 - valid.astype(jnp.float32), 1.0)
   return new_state, metrics
+
+
+def _all_finite(tree):
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.stack(leaves).all()
 
 
 def eval_step(state, batch):

@@ -1,3 +1,4 @@
+import json
 import pathlib
 import sys
 
@@ -10,6 +11,28 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))  # tests/reference.py
 from seqrnn.config import default_config  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+def digits_config(num_steps, **train):
+  """Digits with a small GRU, a constant learning rate (so a run extended later
+  equals a longer run), logs every 10 steps, checkpoints every 10."""
+  from experiments.configs import digits
+  config = digits.get_config()
+  config.model.hidden_size = 32
+  config.optim.schedule = 'constant'
+  config.train.num_steps = num_steps
+  config.train.log_every_steps = 10
+  config.train.eval_every_steps = 50
+  config.train.checkpoint_every_steps = 10
+  for k, v in train.items():
+    config.train[k] = v
+  return config
+
+
+def metric_records(workdir):
+  """metrics.jsonl of `workdir` without the timing field."""
+  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'} for l in lines]
 
 
 def tiny_model_config(cell='gru', **overrides):

@@ -104,7 +104,7 @@ def _nan_batch_at(monkeypatch, bad_step):
 def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, monkeypatch):
   _nan_batch_at(monkeypatch, 149)  # the batch of step 150 (steps count from 1)
-  with pytest.raises(FloatingPointError, match=r'non-finite loss or gradient at step 150;'
+  with pytest.raises(FloatingPointError, match=r'non-finite loss, gradient or update at step 150;'
                                                r'.*latest step 100\) are untouched'):
     train_and_evaluate(_config(**{'train.num_steps': 400}), tmp_path)
   step, state = _restore(tmp_path / 'checkpoints')

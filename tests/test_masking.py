@@ -43,6 +43,21 @@ def test_padding_does_not_change_logits_loss_or_gradients(cell, task):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g2)
 
 
+@pytest.mark.parametrize('cell', ['gru', 'lstm'])
+def test_nan_and_inf_in_padded_steps_change_no_loss_or_gradient(cell):
+  batch = random_batch(0, batch=4, time=6, task='labelling', lengths=[6, 3, 1, 5])
+  poisoned = pad_to(batch, 9)
+  real = np.arange(9)[None, :] < batch['lengths'][:, None]
+  poisoned['inputs'][~real] = np.where(np.arange(5) % 2, np.nan, np.inf)
+  model = build_model('labelling', tiny_model_config(cell), num_classes=3)
+  params = model.init(jax.random.key(0), batch['inputs'], batch['lengths'])['params']
+  l1, z1, g1 = _loss_and_grads(model, params, batch, 'labelling')
+  l2, z2, g2 = _loss_and_grads(model, params, poisoned, 'labelling')
+  np.testing.assert_allclose(l1, l2, rtol=1e-6)
+  np.testing.assert_allclose(z1, z2[:, :6], rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g2)
+
+
 def test_labelling_loss_ignores_labels_at_padded_steps():
   batch = random_batch(2, batch=3, time=5, task='labelling', lengths=[5, 2, 3])
   model = build_model('labelling', tiny_model_config(), num_classes=3)

@@ -9,27 +9,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from experiments.configs import digits
+from conftest import digits_config, metric_records
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
-
-
-def _digits_config(num_steps, **train):
-  config = digits.get_config()
-  config.model.hidden_size = 32
-  config.optim.schedule = 'constant'  # so a run extended later equals a longer run
-  config.train.num_steps = num_steps
-  config.train.log_every_steps = 10
-  config.train.eval_every_steps = 50
-  config.train.checkpoint_every_steps = 10
-  for k, v in train.items():
-    config.train[k] = v
-  return config
-
-
-def _records(workdir):
-  lines = (workdir / 'metrics.jsonl').read_text().splitlines()
-  return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'} for l in lines]
 
 
 def _params(workdir, step):
@@ -38,12 +20,12 @@ def _params(workdir, step):
 
 
 def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
-  results = train_and_evaluate(_digits_config(150), tmp_path)
+  results = train_and_evaluate(digits_config(150), tmp_path)
   assert results['test']['accuracy'] > 0.8  # chance is 0.1
   assert results['compiled_train_shapes'] == 1
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['model.hidden_size'] == 32
-  records = _records(tmp_path)
+  records = metric_records(tmp_path)
   assert [r['step'] for r in records if r['split'] == 'train'] == list(range(10, 151, 10))
   assert [r['step'] for r in records if r['split'] == 'eval'] == [50, 100, 150]
   assert [r['split'] for r in records if r['step'] == 150] == ['train', 'eval', 'test']
@@ -57,7 +39,7 @@ def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
 def test_sigterm_saves_the_current_step_and_the_resumed_run_equals_an_uninterrupted_one(
     tmp_path, monkeypatch):
   whole, parts = tmp_path / 'whole', tmp_path / 'parts'
-  train_and_evaluate(_digits_config(40), whole)
+  train_and_evaluate(digits_config(40), whole)
 
   real_train_batch = batching.train_batch
 
@@ -68,20 +50,20 @@ def test_sigterm_saves_the_current_step_and_the_resumed_run_equals_an_uninterrup
 
   monkeypatch.setattr(batching, 'train_batch', batch_then_sigterm)
   with pytest.raises(Preempted, match=r'stopped by a signal at step (\d+)') as stopped:
-    train_and_evaluate(_digits_config(40), parts)
+    train_and_evaluate(digits_config(40), parts)
   stopped_at = int(re.search(r'step (\d+)', str(stopped.value)).group(1))
   assert 20 < stopped_at < 40
   assert max(int(p.name) for p in (parts / 'checkpoints').iterdir()) == stopped_at
   monkeypatch.undo()
 
-  train_and_evaluate(_digits_config(40), parts)
+  train_and_evaluate(digits_config(40), parts)
   jax.tree.map(np.testing.assert_array_equal, _params(whole, 40), _params(parts, 40))
-  assert _records(parts) == _records(whole)  # no step missing, doubled or different
+  assert metric_records(parts) == metric_records(whole)  # no step missing, doubled or different
 
 
 def test_resuming_a_workdir_with_other_shapes_is_refused(tmp_path):
-  train_and_evaluate(_digits_config(10), tmp_path)
-  config = _digits_config(20)
+  train_and_evaluate(digits_config(10), tmp_path)
+  config = digits_config(20)
   config.model.hidden_size = 16
   with pytest.raises(ValueError, match=r'model.hidden_size: saved 32, now 16'):
     train_and_evaluate(config, tmp_path)

@@ -3,12 +3,17 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
 from conftest import random_batch, tiny_model_config
 
 from seqrnn.config import default_config
 from seqrnn.models import build_model
 from seqrnn.tasks import get_task, summarize
 from seqrnn.train import create_train_state, eval_step, make_optimizer, train_step
+
+
+_train_step = jax.jit(train_step)  # one compile for the tests that share shapes
 
 
 def _state(task='classification', **model_overrides):
@@ -85,3 +90,47 @@ def test_bfloat16_compute_keeps_the_loss_and_gradients_close_to_float32():
   cosine = lambda a, b: float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
   flat = {k: jnp.concatenate([g.ravel() for g in jax.tree.leaves(v)]) for k, v in grads.items()}
   assert cosine(flat['bfloat16'], flat['float32']) > 0.99
+
+
+def test_a_nonfinite_update_from_finite_gradients_is_not_applied():
+  state, batch = _state()
+  state = state.replace(tx=optax.sgd(jnp.inf), opt_state=optax.sgd(jnp.inf).init(state.params))
+  new, metrics = _train_step(state, batch, jax.random.key(0))
+  assert np.isfinite(float(metrics['grad_norm'][0]))
+  assert float(metrics['nonfinite'][0]) == 1.0
+  jax.tree.map(np.testing.assert_array_equal, new.params, state.params)
+
+
+@pytest.mark.parametrize('task, mutate', [
+    ('classification', lambda b: b['lengths'].__setitem__(1, 0)),
+    ('classification', lambda b: b['lengths'].__setitem__(1, -3)),
+    ('classification', lambda b: b['lengths'].__setitem__(1, 8)),
+    ('classification', lambda b: b['labels'].__setitem__(2, 3)),
+    ('classification', lambda b: b['labels'].__setitem__(2, -1)),
+    ('labelling', lambda b: b['labels'].__setitem__((0, 0), 5)),
+])
+def test_train_step_applies_no_update_for_a_batch_validate_batch_refuses(task, mutate):
+  state, batch = _state(task)
+  batch = {k: v.copy() for k, v in batch.items()}
+  mutate(batch)
+  new, metrics = _train_step(state, batch, jax.random.key(0))
+  assert float(metrics['invalid_batch'][0]) == 1.0
+  jax.tree.map(np.testing.assert_array_equal, new.params, state.params)
+  jax.tree.map(np.testing.assert_array_equal, new.opt_state, state.opt_state)
+
+
+def test_train_step_applies_no_update_for_an_empty_batch():
+  state, batch = _state()
+  empty = {k: v[:0] for k, v in batch.items()}
+  new, metrics = _train_step(state, empty, jax.random.key(0))
+  assert float(metrics['invalid_batch'][0]) == 1.0
+  jax.tree.map(np.testing.assert_array_equal, new.params, state.params)
+
+
+def test_labels_out_of_range_at_padded_steps_do_not_invalidate_a_batch():
+  state, batch = _state('labelling')
+  batch = {k: v.copy() for k, v in batch.items()}
+  batch['lengths'][0] = 2
+  batch['labels'][0, 2:] = 99
+  _, metrics = _train_step(state, batch, jax.random.key(0))
+  assert float(metrics['invalid_batch'][0]) == 0.0

@@ -1,5 +1,10 @@
 """Bad configs and bad batches are refused with a message that names the problem."""
 
+import importlib
+import pathlib
+import subprocess
+import sys
+
 import ml_collections
 import numpy as np
 import pytest
@@ -66,6 +71,11 @@ def test_labelling_labels_are_checked_at_real_steps_only():
     ('model.hidden_size', 12.5, TypeError, r'hidden_size=12.5 has type float; expected int'),
     ('task', 'regression', ValueError, r"config.task='regression'"),
     ('optim.name', 'adagrad', ValueError, r'optim.name'),
+    ('optim.learning_rate', float('inf'), ValueError, r'learning_rate=inf must be a finite'),
+    ('optim.weight_decay', float('nan'), ValueError, r'weight_decay=nan must be a finite'),
+    ('seed', -1, ValueError, r'config.seed=-1 must be in \[0, 2\*\*31\)'),
+    ('seed', 2**40, ValueError, r'config.seed=1099511627776'),
+    ('optim.warmup_steps', 5000, ValueError, r'warmup_steps=5000 is more than .*num_steps=1000'),
 ])
 def test_bad_config_value_is_refused_naming_the_field(field, value, error, message):
   fields = default_config().to_dict()
@@ -74,6 +84,35 @@ def test_bad_config_value_is_refused_naming_the_field(field, value, error, messa
   config = ml_collections.ConfigDict(fields)  # as a hand-written config file could
   with pytest.raises(error, match=message):
     validate_config(config)
+
+
+def test_nan_and_inf_in_padded_steps_are_accepted_but_not_at_real_steps():
+  batch = random_batch(0, lengths=[7, 2, 3, 4])
+  batch['inputs'][1, 2:] = np.nan
+  batch['inputs'][2, 3:] = -np.inf
+  _check(batch)
+  batch['inputs'][1, 1, 0] = np.nan
+  with pytest.raises(ValueError, match=r'holds nan at index \(1, 1, 0\); expected finite'):
+    _check(batch)
+
+
+@pytest.mark.parametrize('name', ['digits', 'fashion_mnist', 'japanese_vowels', 'ocr',
+                                  'turkish_pos'])
+def test_every_experiment_config_refuses_an_unknown_variant(name):
+  module = importlib.import_module(f'experiments.configs.{name}')
+  validate_config(module.get_config('debug'))
+  with pytest.raises(ValueError, match=r"unknown config variant 'degub'; this config knows \["):
+    module.get_config('degub')
+
+
+def test_the_command_line_prints_one_clean_message_for_a_bad_run(tmp_path):
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.main', '--config=experiments/configs/ocr.py:debug',
+       f'--workdir={tmp_path}', f'--config.data.path={tmp_path / "nowhere.data.gz"}'],
+      cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True)
+  assert out.returncode == 1
+  assert 'Traceback' not in out.stderr
+  assert 'error: config.data.path=' in out.stderr and 'is not a file' in out.stderr
 
 
 def test_unknown_config_field_is_refused():

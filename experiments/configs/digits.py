@@ -5,7 +5,7 @@
 About 15 s on 2 CPU cores (98.5% test accuracy). `--config=...digits.py:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import debug_variant, default_config
+from seqrnn.config import apply_variant, debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -19,6 +19,4 @@ def get_config(arg=None):
   c.model.dropout_rate = 0.1
   c.optim.learning_rate = 3e-3
   c.train.num_steps = 1000
-  if arg == 'debug':
-    debug_variant(c)
-  return c
+  return apply_variant(c, arg, {'debug': debug_variant})

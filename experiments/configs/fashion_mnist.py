@@ -7,7 +7,7 @@
 `:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import debug_variant, default_config
+from seqrnn.config import apply_variant, debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -24,8 +24,8 @@ def get_config(arg=None):
   c.train.log_every_steps = 100
   c.train.eval_every_steps = 1000
   c.train.checkpoint_every_steps = 1000
-  if arg == 'mnist':
-    c.data.name = 'mnist'
-  elif arg == 'debug':
-    debug_variant(c)
-  return c
+  return apply_variant(c, arg, {'debug': debug_variant, 'mnist': _mnist})
+
+
+def _mnist(c):
+  c.data.name = 'mnist'

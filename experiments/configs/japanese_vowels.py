@@ -6,7 +6,7 @@
 `--config.data.series=NAME` picks another UEA/UCR set that aeon ships or finds in data.path.
 """
 
-from seqrnn.config import debug_variant, default_config
+from seqrnn.config import apply_variant, debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -24,6 +24,4 @@ def get_config(arg=None):
   c.train.num_steps = 600
   c.train.eval_every_steps = 100
   c.train.checkpoint_every_steps = 300
-  if arg == 'debug':
-    debug_variant(c)
-  return c
+  return apply_variant(c, arg, {'debug': debug_variant})

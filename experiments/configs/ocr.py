@@ -7,7 +7,7 @@ Trains on nine folds and tests on fold `data.fold` (`data.train_on_one_fold=True
 `:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import debug_variant, default_config
+from seqrnn.config import apply_variant, debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -24,6 +24,4 @@ def get_config(arg=None):
   c.train.num_steps = 3000      # about 17 epochs
   c.train.eval_every_steps = 500
   c.train.checkpoint_every_steps = 500
-  if arg == 'debug':
-    debug_variant(c)
-  return c
+  return apply_variant(c, arg, {'debug': debug_variant})

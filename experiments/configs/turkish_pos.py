@@ -6,7 +6,7 @@ The treebanks ship in the PyPI package `turkish-treebanks` (a dependency).
 `--config=...turkish_pos.py:debug` is a seconds-long smoke run.
 """
 
-from seqrnn.config import debug_variant, default_config
+from seqrnn.config import apply_variant, debug_variant, default_config
 
 
 def get_config(arg=None):
@@ -25,6 +25,4 @@ def get_config(arg=None):
   c.train.num_steps = 1500
   c.train.eval_every_steps = 500
   c.train.checkpoint_every_steps = 500
-  if arg == 'debug':
-    debug_variant(c)
-  return c
+  return apply_variant(c, arg, {'debug': debug_variant})

@@ -5,13 +5,13 @@ id 0 pads, id 1 is the out-of-vocabulary word.
 """
 
 import collections
-import gzip
 import importlib.metadata
 import pathlib
 
 import numpy as np
 
 from seqrnn.data.dataset import Dataset, pad_sequences, split_indices
+from seqrnn.data.files import DataFileError, read_lines
 
 PAD, OOV = 0, 1
 _COLUMNS = {'upos': 3, 'xpos': 4}
@@ -21,27 +21,31 @@ def read_conllu(path, column='upos'):
   """Sentences of `path` as a list of (words, tags).
 
   Multiword-token ranges (ids like `3-4`) and empty nodes (ids like `5.1`) are
-  skipped: the tagged units are the syntactic words.
+  skipped: the tagged units are the syntactic words. A word whose tag is `_`
+  (the column is not annotated) is refused, naming the line: a tagger trained
+  on it would learn the placeholder and report it as accuracy.
   """
-  opener = gzip.open if str(path).endswith('.gz') else open
   sentences, words, tags = [], [], []
-  with opener(path, 'rt', encoding='utf-8') as f:
-    for line_no, line in enumerate(f, 1):
-      line = line.rstrip('\n')
-      if not line:
-        if words:
-          sentences.append((words, tags))
-        words, tags = [], []
-        continue
-      if line.startswith('#'):
-        continue
-      fields = line.split('\t')
-      if len(fields) != 10:
-        raise ValueError(f'{path}:{line_no}: expected 10 tab-separated fields, got {len(fields)}')
-      if '-' in fields[0] or '.' in fields[0]:
-        continue
-      words.append(fields[1])
-      tags.append(fields[_COLUMNS[column]])
+  for line_no, line in read_lines(path):
+    if not line:
+      if words:
+        sentences.append((words, tags))
+      words, tags = [], []
+      continue
+    if line.startswith('#'):
+      continue
+    fields = line.split('\t')
+    if len(fields) != 10:
+      raise DataFileError(f'{path}:{line_no}: expected 10 tab-separated fields, got {len(fields)}')
+    if '-' in fields[0] or '.' in fields[0]:
+      continue
+    tag = fields[_COLUMNS[column]]
+    if tag == '_':
+      raise DataFileError(f'{path}:{line_no}: the {column.upper()} column of word '
+                          f'{fields[1]!r} is "_" (not annotated); choose another '
+                          f'config.data.tag_column or another treebank')
+    words.append(fields[1])
+    tags.append(tag)
   if words:
     sentences.append((words, tags))
   return sentences
@@ -77,16 +81,22 @@ def encode(sentences, vocab, tag_ids, lowercase=False, seen=None):
   return split
 
 
-def make_dataset(train, eval_, test, data_config):
-  """A tagging Dataset from three lists of sentences."""
-  if not train:
-    raise ValueError('the training treebank holds no sentence')
+def make_dataset(train, eval_, test, data_config, sources=None):
+  """A tagging Dataset from three lists of sentences; `sources` names where each
+  split came from, for errors."""
+  where = {name: f' ({path})' for name, path in (sources or {}).items()}
+  named = (('train', train), ('eval', eval_), ('test', test))
+  for name, sentences in named:
+    if not sentences:
+      raise DataFileError(f'the {name} split{where.get(name, "")} holds no sentence')
   vocab = build_vocab(train, data_config.min_count, data_config.lowercase)
   seen = set(build_vocab(train, 1, data_config.lowercase))
   tags = sorted({t for _, ts in train for t in ts})
+  if len(tags) < 2:
+    raise DataFileError(f'the train split{where.get("train", "")} has a single '
+                        f'{data_config.tag_column} tag {tags}: nothing to learn')
   tag_ids = {t: i for i, t in enumerate(tags)}
-  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase, seen)
-            for name, s in (('train', train), ('eval', eval_), ('test', test))}
+  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase, seen) for name, s in named}
   del splits['train']['unknown']  # every training word is seen
   return Dataset(splits=splits, num_classes=len(tags), vocab_size=len(vocab) + 2,
                  class_names=tuple(tags))
@@ -105,7 +115,7 @@ def load_directory(data_config):
           f'{[f.name for f in found]}; download a treebank from universaldependencies.org')
     files[split] = found[0]
   sents = {s: read_conllu(p, data_config.tag_column) for s, p in files.items()}
-  return make_dataset(sents['train'], sents['eval'], sents['test'], data_config)
+  return make_dataset(sents['train'], sents['eval'], sents['test'], data_config, files)
 
 
 def turkish_files():

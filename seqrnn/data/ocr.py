@@ -5,43 +5,75 @@ File format (`letter.data`, optionally gzipped), one letter a line, tab-separate
 A word is the chain of letters from its first one through `next_id` (-1 ends it).
 """
 
-import gzip
+import pathlib
 import string
 
 import numpy as np
 
 from seqrnn.data.dataset import Dataset, pad_sequences, split_indices, take
+from seqrnn.data.files import DataFileError, read_lines
+
+_SOURCE = 'the file letter.data[.gz] of the Stanford OCR data set (ai.stanford.edu/~btaskar/ocr)'
 
 NUM_FOLDS = 10
 
 
 def read_letters(path):
-  """(words, folds): words as (pixels [len, 128] float32, letters [len] int32)."""
-  opener = gzip.open if str(path).endswith('.gz') else open
-  rows = {}
-  pointed_to = set()
-  with opener(path, 'rt') as f:
-    for line_no, line in enumerate(f, 1):
-      fields = line.split()
-      if not fields:
-        continue
-      if len(fields) != 6 + 128:
-        raise ValueError(f'{path}:{line_no}: expected 134 fields, got {len(fields)}')
-      letter_id, next_id = int(fields[0]), int(fields[2])
-      rows[letter_id] = (fields[1], next_id, int(fields[5]),
-                         np.array(fields[6:], np.float32))
-      if next_id != -1:
-        pointed_to.add(next_id)
-  words, folds = [], []
-  for start in sorted(set(rows) - pointed_to):  # first letters: nothing points to them
-    pixels, letters, i = [], [], start
+  """(words, folds): words as (pixels [len, 128] float32, letters [len] int32).
+
+  Every letter must belong to exactly one word, at the position it states: a
+  chain that loops, points to a missing id, shares a letter with another chain
+  or runs into another word is refused, naming the ids.
+  """
+  rows, line_of, pointed_to = {}, {}, {}
+  for line_no, line in read_lines(path):
+    fields = line.split()
+    if not fields:
+      continue
+    where = f'{path}:{line_no}'
+    if len(fields) != 6 + 128:
+      raise DataFileError(f'{where}: expected 134 fields, got {len(fields)}')
+    try:
+      letter_id, next_id, word_id, position, fold = (int(fields[i]) for i in (0, 2, 3, 4, 5))
+      pixels = np.array(fields[6:], np.float32)
+    except ValueError as e:
+      raise DataFileError(f'{where}: {e} (ids, fold and pixels are numbers)') from None
+    if fields[1] not in string.ascii_lowercase or len(fields[1]) != 1:
+      raise DataFileError(f'{where}: letter {fields[1]!r} is not one of a-z')
+    if letter_id in rows:
+      raise DataFileError(f'{where}: letter id {letter_id} again (first on line '
+                          f'{line_of[letter_id]})')
+    if next_id in pointed_to:
+      raise DataFileError(f'{where}: next_id {next_id} is also the next letter of id '
+                          f'{pointed_to[next_id]}')
+    rows[letter_id] = (fields[1], next_id, (word_id, position), fold, pixels)
+    line_of[letter_id] = line_no
+    if next_id != -1:
+      pointed_to[next_id] = letter_id
+  words, folds, used = [], [], set()
+  for start in sorted(set(rows) - set(pointed_to)):  # first letters: nothing points to them
+    pixels, letters, i, prev = [], [], start, None
+    word_id, first = rows[start][2]  # positions count on from the first letter's
     while i != -1:
-      letter, i_next, fold, p = rows[i]
+      if i not in rows:
+        raise DataFileError(f'{path}: letter id {i}, the next letter after id {prev}, is not '
+                            f'in the file (cut inside a word?)')
+      letter, i_next, place, _, p = rows[i]
+      if place != (word_id, first + len(letters)):
+        raise DataFileError(f'{path}:{line_of[i]}: letter id {i} says word {place[0]} position '
+                            f'{place[1]}, but its chain makes it word {word_id} position '
+                            f'{first + len(letters)}')
+      used.add(i)
       pixels.append(p)
       letters.append(string.ascii_lowercase.index(letter))
-      i = i_next
+      prev, i = i, i_next
     words.append((np.stack(pixels), np.array(letters, np.int32)))
-    folds.append(rows[start][2])
+    folds.append(rows[start][3])
+  if len(used) != len(rows):
+    loose = sorted(set(rows) - used)
+    raise DataFileError(f'{path}: {len(loose)} letter(s) belong to no word (their next_id '
+                        f'chains form a loop), ids {loose[:10]}, first on line '
+                        f'{line_of[loose[0]]}')
   return words, np.array(folds)
 
 
@@ -56,8 +88,10 @@ def load(data_config):
   the other nine train, or (`config.data.train_on_one_fold`) the reverse; a tenth of the
   training words is held out for evaluation."""
   if not data_config.path:
-    raise FileNotFoundError('data set ocr needs config.data.path: the file letter.data[.gz] of '
-                            'the Stanford OCR data set (ai.stanford.edu/~btaskar/ocr)')
+    raise FileNotFoundError(f'data set ocr needs config.data.path: {_SOURCE}')
+  if not pathlib.Path(data_config.path).is_file():
+    raise FileNotFoundError(f'config.data.path={data_config.path!r} is not a file; data set ocr '
+                            f'reads {_SOURCE}')
   words, folds = read_letters(data_config.path)
   if not 0 <= data_config.fold < NUM_FOLDS:
     raise ValueError(f'config.data.fold={data_config.fold} must be in [0, {NUM_FOLDS})')

@@ -19,12 +19,12 @@ def load(data_config):
   kw = {'extract_path': data_config.path} if data_config.path else {}
   try:
     raw = {s: load_classification(data_config.series, split=s, **kw) for s in ('train', 'test')}
-  except Exception as e:  # aeon tries a download for sets it does not ship: there is no network
+  except Exception as e:  # aeon tries a download for sets it does not ship
     raise FileNotFoundError(
-        f'UEA/UCR set config.data.series={data_config.series!r} is neither shipped with aeon '
-        f'nor found under config.data.path={data_config.path!r} (expected '
-        f'<path>/{data_config.series}/{data_config.series}_TRAIN.ts and _TEST.ts, from '
-        f'timeseriesclassification.com)') from e
+        f'UEA/UCR set config.data.series={data_config.series!r} could not be loaded: '
+        f'{type(e).__name__}: {e}. A set aeon does not ship is read from '
+        f'config.data.path={data_config.path!r} (expected <path>/{data_config.series}/'
+        f'{data_config.series}_TRAIN.ts and _TEST.ts, from timeseriesclassification.com)') from e
   classes = sorted(set(raw['train'][1]))
   splits = {}
   for name, (series, labels) in raw.items():

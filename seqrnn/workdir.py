@@ -1,0 +1,100 @@
+"""A run's workdir: one process at a time, and a record of every start.
+
+  WORKDIR/config.json           the config of the run's first start, never rewritten
+  WORKDIR/config_history.jsonl  one line per later start: its step and the fields it changed
+  WORKDIR/.lock                 held by the running process (`fcntl.flock`)
+
+The lock is the kernel's: it goes with the process holding it, so a run that
+was killed never blocks its restart, and a second process on the same workdir
+is refused at once instead of rewriting the first one's files under it.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import pathlib
+import tempfile
+import time
+
+
+class WorkdirInUse(RuntimeError):
+  """Another live process holds the workdir's lock."""
+
+
+@contextlib.contextmanager
+def locked(workdir):
+  """Holds an exclusive lock on `workdir` (created if needed) for the block."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  f = open(workdir / '.lock', 'a+')
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    holder = f.read().strip() or 'unknown'
+    f.close()
+    raise WorkdirInUse(f'{workdir} is in use by another run (pid {holder}); wait for it to '
+                       f'finish, stop it, or use another --workdir') from None
+  try:
+    f.seek(0)
+    f.truncate()
+    f.write(f'{os.getpid()}\n')
+    f.flush()
+    yield
+  finally:
+    f.close()  # closing the file releases the lock
+
+
+def check_writable(directory, field):
+  """Raises OSError naming `field` unless files can be created in `directory`."""
+  directory = pathlib.Path(directory)
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory):
+      pass
+  except OSError as e:
+    raise OSError(f'{field} {directory} is not a writable directory ({e.strerror or e}); '
+                  f'nothing was written') from None
+
+
+def saved_config(workdir):
+  """The flat config the run in `workdir` uses now (the first start's config with every
+  later start's changes applied), or None for a new workdir."""
+  workdir = pathlib.Path(workdir)
+  if not (workdir / 'config.json').exists():
+    return None
+  config = json.loads((workdir / 'config.json').read_text())
+  for record in _history(workdir):
+    config.update({k: new for k, (_, new) in record['changed'].items()})
+  return config
+
+
+def record_start(workdir, flat_config, step):
+  """Writes config.json on the first start; on a later one appends its step and changed
+  fields to config_history.jsonl. Returns the changes {field: (saved, now)}."""
+  workdir = pathlib.Path(workdir)
+  saved = saved_config(workdir)
+  if saved is None:
+    tmp = workdir / 'config.json.tmp'
+    tmp.write_text(json.dumps(flat_config, indent=2) + '\n')
+    os.replace(tmp, workdir / 'config.json')
+    return {}
+  changed = {k: (saved.get(k), v) for k, v in flat_config.items() if saved.get(k) != v}
+  with open(workdir / 'config_history.jsonl', 'a') as f:
+    f.write(json.dumps({'step': int(step), 'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                        'changed': changed}) + '\n')
+  return changed
+
+
+def _history(workdir):
+  path = workdir / 'config_history.jsonl'
+  if not path.exists():
+    return []
+  records = []
+  for line in path.read_text().splitlines():
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:  # cut short by a kill while it was written
+      continue
+  return records
