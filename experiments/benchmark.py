@@ -22,12 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from seqrnn.config import default_config
 from seqrnn.models import build_model
 from seqrnn.tasks import get_task
 from seqrnn.train import create_train_state, make_optimizer, train_step
 
 flags.DEFINE_list('cases', None, 'Cases to run (default: all).')
-flags.DEFINE_list('impls', ['seqrnn', 'flax', 'torch'], 'Implementations to compare.')
+flags.DEFINE_list('impls', ['seqrnn', 'flax', 'torch'], 'Implementations to compare: seqrnn '
+                  '(its default loop, fused for GRU/LSTM), seqrnn_scan (its nn.scan loop), flax, '
+                  'torch.')
 flags.DEFINE_list('modes', ['train', 'infer'], 'train: forward+backward+update; infer: forward.')
 flags.DEFINE_integer('reps', 20, 'Timed steps per implementation (after compilation).')
 flags.DEFINE_bool('json', False, 'Print one JSON object a line instead of a table.')
@@ -124,10 +127,11 @@ def jax_steps(model, case, batch):
   return {'train': train, 'infer': lambda: infer(box[0].params, batch), 'temp_mib': memory}
 
 
-def seqrnn_steps(case, batch):
-  model_config = types.SimpleNamespace(cell=case.cell, hidden_size=case.hidden,
-                                       num_layers=case.layers, dropout_rate=case.dropout,
-                                       embed_dim=1, dtype=FLAGS.dtype, unroll=FLAGS.unroll)
+def seqrnn_steps(case, batch, impl='auto'):
+  model_config = default_config().model
+  model_config.update(cell=case.cell, hidden_size=case.hidden, num_layers=case.layers,
+                      dropout_rate=case.dropout, dtype=FLAGS.dtype, unroll=FLAGS.unroll,
+                      impl=impl)
   return jax_steps(build_model(case.task, model_config, num_classes=case.classes), case, batch)
 
 
@@ -188,6 +192,7 @@ def matmul_peak_gflops(n=2048, reps=5):
 def run_case(name, case, impls, modes, reps):
   batch = make_batch(case)
   builders = {'seqrnn': lambda: seqrnn_steps(case, batch),
+              'seqrnn_scan': lambda: seqrnn_steps(case, batch, impl='scan'),
               'flax': lambda: jax_steps(FlaxBaseline(case), case, batch),
               'torch': lambda: torch_steps(case, batch)}
   steps, compile_s = {}, {}

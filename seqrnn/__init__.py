@@ -1,14 +1,26 @@
-"""seqrnn: scanned GRU/LSTM stacks for sequence classification and labelling in JAX."""
+"""seqrnn: recurrent stacks in JAX/Flax for sequence classification and labelling.
+
+The pieces, from one step to a whole run:
+  cells        GRUCell, LSTMCell (Flax cells with a fast path), CELLS, register_cell
+  layer        Recurrent: one cell over time, masked by lengths; loops 'fused' and 'scan'
+  stack        RNNStack: layers, dropout, bidirectional, residual, carries in and out
+  models       Classifier (pooling 'last'/'mean'/'max'), Labeller, build_model
+  tasks        classification, labelling: (logits, batch) -> metrics
+  train        train_step, eval_step, create_train_state, make_optimizer
+  torch        from_torch: PyTorch GRU/LSTM weights as seqrnn parameters
+  run          train_and_evaluate(config, workdir)
+"""
 
 from seqrnn.batch import validate_batch
-from seqrnn.cells import CELLS, GRUCell, LSTMCell, LSTMState
-from seqrnn.layer import Recurrent
-from seqrnn.models import Classifier, Encoder, Labeller, build_model
+from seqrnn.cells import CELLS, GRUCell, LSTMCell, LSTMState, make_cell, register_cell
+from seqrnn.layer import Recurrent, reverse_padded, time_mask
+from seqrnn.models import Classifier, Encoder, Labeller, build_model, pool
 from seqrnn.stack import RNNStack
 from seqrnn.tasks import TASKS, classification, get_task, labelling
+from seqrnn.torch_weights import from_torch
 from seqrnn.train import TrainState, create_train_state, eval_step, make_optimizer, train_step
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 # The training driver and the config schema pull in Orbax, TensorBoard, tqdm and
 # ml_collections; they load on first use, so the model and steps stand alone.

@@ -1,26 +1,30 @@
-"""Recurrent cells: their parameters and the equations of one step, forward and back.
+"""Recurrent cells: Flax cells with the documented equations, and a fast path.
 
-A cell sees one step of its *already projected* input: the layer computes
-`x @ W_i + b_i` for every timestep at once, outside the time loop, so only the
-recurrent matmul and the gate nonlinearities run inside it. Gates lie side by
-side along the last axis in the order of the equations below (torch's order,
-so `torch.nn.GRU`/`LSTM` weights map onto ours by a transpose).
+A seqrnn cell is an ordinary Flax RNN cell (`flax.linen.RNNCellBase`):
+`cell(carry, x) -> (carry, y)` for one step, `cell.initialize_carry(rng,
+input_shape)` for the zero carry, so the stack runs it like any Flax cell,
+and any Flax cell (`nn.LSTMCell`, `nn.GRUCell`, a user's own) runs in the
+stack. Gates lie side by side along the last axis in the order of the
+equations below (torch's order, so `torch.nn.GRU`/`LSTM` weights map onto
+ours by a transpose: see `seqrnn.torch_weights`).
 
-The cell protocol, what a new cell type implements:
-  cell()                                -> recurrent params (w_h [H, G*H], b_h [G*H])
-  cell.initial_carry(batch)             -> zero carry
-  Cell.output(carry)                    -> h [batch, H]
-  Cell.step(w_h, b_h, carry, x_gates)   -> (carry, residuals)
-and, for the fast hand-written backward pass (optional: without them the
-layer differentiates `step` with autodiff):
+What the built-in cells add, optional extras a loop may use:
+  cell.project(x)                      -> x @ W_i + b_i, for every timestep at once
+  cell.step_projected(carry, x_proj_t) -> (carry, y): the step after the projection
+  cell.recurrent_params()              -> (w_h [H, G*H], b_h [G*H]) in the compute dtype
+and, for the fused loop's hand-written backward pass (`seqrnn.layer`):
+  Cell.step(w_h, b_h, carry, x_gates)         -> (carry, residuals)
   Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_gates)
   Cell.recurrent_grads(residuals, d_x_proj)   -> (d_w_h, d_b_h), over all steps at once
+  Cell.output(carry)                          -> y [batch, H]
 where `x_gates` is the step's input projection as G separate arrays [batch, H]
 (on XLA:CPU, slicing one wide array inside the loop costs more than the gates),
 `d_x_proj` is their gradient over all steps [time, batch, G*H], and
 `residuals` are whatever `step` saved for its backward pass.
 """
 
+import dataclasses
+import importlib
 from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
@@ -45,7 +49,47 @@ def _hidden_by_steps(h_prev_tbh, d_gates_tbg):
                     preferred_element_type=jnp.float32)
 
 
-class GRUCell(nn.Module):
+class _FusedCell(nn.RNNCellBase):
+  """What the built-in cells share: parameters, projection and the Flax protocol."""
+  features: int
+  dtype: Any = jnp.float32  # computation dtype; parameters and carry stay float32
+  num_gates: ClassVar[int]
+
+  def setup(self):
+    gates = self.num_gates * self.features
+    self.input_projection = nn.Dense(gates, dtype=self.dtype)
+    self.recurrent_kernel = self.param('recurrent_kernel', nn.initializers.orthogonal(),
+                                       (self.features, gates), jnp.float32)
+    self.recurrent_bias = self.param('recurrent_bias', self.init_recurrent_bias, (gates,),
+                                     jnp.float32)
+
+  def project(self, x):
+    """x [..., in] -> x @ W_i + b_i [..., G*H]."""
+    return self.input_projection(x)
+
+  def recurrent_params(self):
+    return self.recurrent_kernel.astype(self.dtype), self.recurrent_bias.astype(self.dtype)
+
+  def step_projected(self, carry, x_proj):
+    """One step from the projected input x_proj [batch, G*H]: (new carry, output)."""
+    w_h, b_h = self.recurrent_params()
+    new, _ = self.step(w_h, b_h, carry, tuple(_split(x_proj, self.num_gates)))
+    return new, self.output(new)
+
+  def __call__(self, carry, x):
+    """One step of x [batch, in]: (new carry, output [batch, H])."""
+    return self.step_projected(carry, self.project(x))
+
+  @property
+  def num_feature_axes(self):
+    return 1
+
+  @staticmethod
+  def init_recurrent_bias(key, shape, dtype):
+    return jnp.zeros(shape, dtype)
+
+
+class GRUCell(_FusedCell):
   """Gated recurrent unit with cuDNN's (and torch's) reset-after convention.
 
     r  = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -53,23 +97,16 @@ class GRUCell(nn.Module):
     n  = tanh(W_in x + b_in + r * (W_hn h + b_hn))
     h' = (1 - z) * n + z * h
 
-  Parameters: `recurrent_kernel` [hidden, 3*hidden] = [W_hr | W_hz | W_hn]^T and
-  `recurrent_bias` [3*hidden]; the input side (W_i*, b_i*) lives in the layer.
-  The carry is h `[batch, hidden]` (float32), which is also the output.
+  Parameters: `input_projection` (kernel [in, 3*H] = [W_ir | W_iz | W_in]^T, bias
+  [3*H]), `recurrent_kernel` [H, 3*H] = [W_hr | W_hz | W_hn]^T, `recurrent_bias`
+  [3*H]. The carry is h `[batch, H]` (float32), which is also the output.
   """
-  hidden_size: int
-  dtype: Any = jnp.float32  # computation dtype; parameters and carry stay float32
   num_gates: ClassVar[int] = 3
 
-  @nn.compact
-  def __call__(self):
-    hs = self.hidden_size
-    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(), (hs, 3 * hs), jnp.float32)
-    b_h = self.param('recurrent_bias', nn.initializers.zeros_init(), (3 * hs,), jnp.float32)
-    return w_h.astype(self.dtype), b_h.astype(self.dtype)
-
-  def initial_carry(self, batch_size):
-    return jnp.zeros((batch_size, self.hidden_size), jnp.float32)
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    del rng
+    return jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32)
 
   @staticmethod
   def output(carry):
@@ -105,7 +142,7 @@ class GRUCell(nn.Module):
     return _hidden_by_steps(h.astype(r.dtype), d_h_proj), d_h_proj.sum((0, 1))
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(_FusedCell):
   """Long short-term memory cell, torch's equations and gate order (i, f, g, o).
 
     i  = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
@@ -115,23 +152,24 @@ class LSTMCell(nn.Module):
     c' = f * c + i * g
     h' = o * tanh(c')
 
-  Parameters: `recurrent_kernel` [hidden, 4*hidden] and `recurrent_bias`
-  [4*hidden] (1 on the forget gate at initialisation, so that a fresh cell
-  remembers). The carry is `LSTMState(hidden=h, cell=c)` (float32); the output is h.
+  Parameters: `input_projection` (kernel [in, 4*H], bias [4*H]), `recurrent_kernel`
+  [H, 4*H] and `recurrent_bias` [4*H] (1 on the forget gate at initialisation, so
+  that a fresh cell remembers). The carry is `LSTMState(hidden=h, cell=c)` (float32);
+  the output is h.
   """
-  hidden_size: int
-  dtype: Any = jnp.float32
   num_gates: ClassVar[int] = 4
 
-  @nn.compact
-  def __call__(self):
-    hs = self.hidden_size
-    w_h = self.param('recurrent_kernel', nn.initializers.orthogonal(), (hs, 4 * hs), jnp.float32)
-    b_h = self.param('recurrent_bias', _forget_bias_init(hs), (4 * hs,), jnp.float32)
-    return w_h.astype(self.dtype), b_h.astype(self.dtype)
+  @staticmethod
+  def init_recurrent_bias(key, shape, dtype):
+    """Zeros with 1 on the forget gate, the second quarter of [i, f, g, o]."""
+    del key
+    hidden = shape[0] // 4
+    return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(1.0)
 
-  def initial_carry(self, batch_size):
-    zeros = jnp.zeros((batch_size, self.hidden_size), jnp.float32)
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    del rng
+    zeros = jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32)
     return LSTMState(zeros, zeros)
 
   @staticmethod
@@ -165,11 +203,57 @@ class LSTMCell(nn.Module):
     return _hidden_by_steps(residuals[0].astype(residuals[2].dtype), d_x_proj), d_x_proj.sum((0, 1))
 
 
-def _forget_bias_init(hidden_size):
-  def init(key, shape, dtype):
-    del key
-    return jnp.zeros(shape, dtype).at[hidden_size:2 * hidden_size].set(1.0)
-  return init
+# Cells a config can name (`config.model.cell`). Flax's own cells are here under
+# `flax_*`; any other importable cell class can be named by its dotted path.
+CELLS = {
+    'gru': GRUCell,
+    'lstm': LSTMCell,
+    'flax_gru': nn.GRUCell,
+    'flax_lstm': nn.LSTMCell,
+    'flax_optimized_lstm': nn.OptimizedLSTMCell,
+    'flax_mgu': nn.MGUCell,
+    'flax_simple': nn.SimpleCell,
+}
 
 
-CELLS = {'gru': GRUCell, 'lstm': LSTMCell}
+def register_cell(name):
+  """Class decorator: makes a cell class nameable as `config.model.cell=name`."""
+  def register(cls):
+    CELLS[name] = cls
+    return cls
+  return register
+
+
+def resolve_cell(spec):
+  """The cell class for `spec`: a class, a name in CELLS, or an importable dotted
+  path (`package.module.Class` or `package.module:Class`)."""
+  if not isinstance(spec, str):
+    return spec
+  if spec in CELLS:
+    return CELLS[spec]
+  module_name, sep, attr = spec.rpartition(':') if ':' in spec else spec.rpartition('.')
+  if not sep or not module_name:
+    raise ValueError(f'cell {spec!r} is not one of {sorted(CELLS)} nor a dotted path '
+                     f'(package.module.Class) of a Flax cell')
+  try:
+    cls = getattr(importlib.import_module(module_name), attr)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f'cell {spec!r} could not be imported ({e}); expected one of '
+                     f'{sorted(CELLS)} or a dotted path package.module.Class') from None
+  if not (isinstance(cls, type) and issubclass(cls, nn.Module)
+          and hasattr(cls, 'initialize_carry')):
+    raise ValueError(f'cell {spec!r} is {cls!r}, not a Flax cell class (a module with '
+                     f'__call__(carry, x) -> (carry, y) and initialize_carry)')
+  return cls
+
+
+def make_cell(spec, features, dtype=jnp.float32):
+  """A cell of `features` units, unbound (it takes the name of the layer attribute
+  it is given to). The class must take `features`, and `dtype` if it has one."""
+  cls = resolve_cell(spec)
+  fields = {f.name for f in dataclasses.fields(cls)}
+  if 'features' not in fields:
+    raise ValueError(f'cell {cls.__name__} has no `features` field: a cell takes its number '
+                     f'of units as `features`, as Flax cells do')
+  kwargs = {'dtype': dtype} if 'dtype' in fields else {}
+  return cls(features=features, parent=None, **kwargs)

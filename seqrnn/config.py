@@ -17,13 +17,20 @@ def default_config():
   c.seed = 0                     # seeds parameters, dropout and data order, in [0, 2**31)
 
   c.model = ml_collections.ConfigDict()
-  c.model.cell = 'gru'           # 'gru' or 'lstm'
+  c.model.cell = 'gru'           # 'gru', 'lstm', a Flax cell ('flax_lstm', 'flax_gru', 'flax_optimized_lstm',
+                                 # 'flax_mgu', 'flax_simple'), or a cell class's dotted path ('pkg.module.Cell')
+  c.model.impl = 'auto'          # time loop: 'fused' (hand-written backward), 'scan' (nn.scan, any cell), 'auto'
   c.model.hidden_size = 128      # units per layer
   c.model.num_layers = 1         # stacked recurrent layers
   c.model.dropout_rate = 0.0     # dropout on each layer's output during training, in [0, 1)
   c.model.embed_dim = 64         # embedding size, used only when inputs are tokens
   c.model.dtype = 'float32'      # computation dtype ('float32' or 'bfloat16'); parameters stay float32
   c.model.unroll = 1             # timesteps per iteration of the scanned loop
+  c.model.bidirectional = False  # each layer also reads each sequence backwards from its last real step
+  c.model.merge = 'concat'       # bidirectional: 'concat' or 'sum' the two directions' outputs
+  c.model.residual = False       # add a layer's input to its output where the widths match
+  c.model.initial_carry = 'zeros'  # each layer's initial carry: 'zeros' or 'learned'
+  c.model.pooling = 'last'       # classification: the last real output, or 'mean' / 'max' over real steps
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'digits'         # a name in seqrnn.data.DATASETS
@@ -83,7 +90,10 @@ def apply_variant(config, arg, variants):
 
 _CHOICES = {
     'task': ('classification', 'labelling'),
-    'model.cell': ('gru', 'lstm'),
+    'model.impl': ('auto', 'scan', 'fused'),
+    'model.merge': ('concat', 'sum'),
+    'model.initial_carry': ('zeros', 'learned'),
+    'model.pooling': ('last', 'mean', 'max'),
     'model.dtype': ('float32', 'bfloat16'),
     'data.tag_column': ('upos', 'xpos'),
     'train.best_metric': ('accuracy', 'sequence_accuracy'),
@@ -155,6 +165,17 @@ def validate_config(config):
     raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
   if not 0.0 <= fields['model.dropout_rate'] < 1.0:
     raise ValueError(f'config.model.dropout_rate={fields["model.dropout_rate"]!r} must be in [0, 1)')
+  from seqrnn.cells import make_cell  # imports a cell named by its dotted path
+  try:
+    cell = make_cell(fields['model.cell'], 1)
+  except ValueError as e:
+    raise ValueError(f'config.model.cell={fields["model.cell"]!r}: {e}') from None
+  if fields['model.impl'] == 'fused':
+    from seqrnn.layer import has_fused_loop
+    if not has_fused_loop(cell):
+      raise ValueError(f"config.model.impl='fused' needs a cell with a hand-written backward "
+                       f"pass ('gru', 'lstm'); config.model.cell={fields['model.cell']!r} has "
+                       f"none: use 'scan' or 'auto'")
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
   if fields['optim.warmup_steps'] > fields['train.num_steps']:
@@ -167,7 +188,8 @@ def validate_config(config):
 # train state, or which examples are train, eval and test (a model would be tested
 # on data it trained on), or the seeded order of the batches already seen.
 FIXED_FIELDS = ('task', 'seed', 'model.cell', 'model.hidden_size', 'model.num_layers',
-                'model.embed_dim', 'data.name', 'data.path', 'data.lowercase',
+                'model.embed_dim', 'model.bidirectional', 'model.merge', 'model.residual',
+                'model.initial_carry', 'model.pooling', 'data.name', 'data.path', 'data.lowercase',
                 'data.min_count', 'data.tag_column', 'data.fold', 'data.train_on_one_fold',
                 'data.series', 'optim.name')
 

@@ -1,11 +1,19 @@
-"""One recurrent layer: the input projection of all steps, then the time loop.
+"""One recurrent layer: a cell run over time, masked by lengths, in one of two loops.
 
-The loop (`recurrence`) is a `lax.scan` over the cell's step with masking by
-lengths. Its backward pass is written by hand when the cell provides
-`step_backward` (cuDNN's scheme): the reverse loop computes only the gate
-gradients and the recurrent back-propagation; the weight gradients are one
-large matmul over all timesteps after the loop, and the input-side gradients
-come from the projection outside it.
+- `scan`: `flax.linen.scan` over the cell as an ordinary Flax module, for any
+  cell `(carry, x) -> (carry, y)`: parameters broadcast over time, the
+  'dropout' RNG split per step, differentiable in every mode (reverse,
+  forward, higher order). A cell that offers `project` has its input
+  projection computed for all steps at once, before the loop.
+- `fused`: for cells with a hand-written backward pass (the built-in GRU and
+  LSTM). The loop is a `lax.scan` under `jax.custom_vjp` (cuDNN's scheme): the
+  reverse loop computes only the gate gradients and the recurrent
+  back-propagation; the weight gradients are one large matmul over all
+  timesteps after the loop, and the input-side gradients come from the
+  projection outside it. Reverse mode only.
+
+Both mask the same way: past `lengths[b]` the carry of sequence b is frozen and
+its outputs are zero, so the final carry is the carry at the last real step.
 """
 
 import functools
@@ -86,34 +94,86 @@ def _add_to_hidden(cell, d_carry, d_h):
 
 
 def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1):
-  """Runs `cell` over `x_proj` [time, batch, gates] with `mask` [time, batch, 1].
+  """The fused loop: runs the cell class `cell` (with `step_backward`) over
+  `x_proj` [time, batch, gates] with `mask` [time, batch, 1].
 
   Past a sequence's end its carry is frozen and its outputs are zero.
   Returns (final carry, outputs [time, batch, hidden]).
   """
-  if getattr(cell, 'step_backward', None) is not None:
+  try:
     return _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll)
-  carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
-  return carry, outputs
+  except TypeError as e:
+    if 'forward-mode' not in str(e):
+      raise
+    raise TypeError(f'the fused loop of {cell.__name__} has a hand-written backward pass and '
+                    f'no forward-mode derivative (jax.jvp, jax.jacfwd, Hessian-vector '
+                    f'products); use the scan loop for them: model.impl=\'scan\' '
+                    f'(Recurrent/RNNStack impl=\'scan\')') from e
+
+
+def has_fused_loop(cell):
+  """Whether `cell` offers what the fused loop needs (a hand-written backward)."""
+  return (getattr(type(cell), 'step_backward', None) is not None
+          and hasattr(cell, 'project') and hasattr(cell, 'recurrent_params'))
+
+
+def reverse_padded(x_tb, lengths_b):
+  """Reverses each sequence of x [time, batch, ...] within its own length:
+  step t of sequence b becomes step lengths[b] - 1 - t; padded steps stay put.
+  Its own inverse."""
+  num_steps = x_tb.shape[0]
+  t = jnp.arange(num_steps)[:, None]
+  idx = jnp.where(t < lengths_b[None, :], lengths_b[None, :] - 1 - t, t)
+  idx = idx.reshape(idx.shape + (1,) * (x_tb.ndim - 2))
+  return jnp.take_along_axis(x_tb, idx, axis=0)
+
+
+def _scan_body(cell, carry, inputs, hoisted):
+  x_t, real = inputs
+  new, y = cell.step_projected(carry, x_t) if hoisted else cell(carry, x_t)
+  return _select(real, new, carry), jnp.where(real, y, jnp.zeros((), y.dtype))
+
+
+def scan_cell(cell, xs, mask, carry0, unroll=1):
+  """The scan loop: `flax.linen.scan` of any Flax cell over xs [time, batch, in].
+
+  Call it inside a module's compact method with a bound `cell`. Returns
+  (final carry, outputs [time, batch, out]).
+  """
+  hoisted = hasattr(cell, 'project') and hasattr(cell, 'step_projected')
+  if hoisted:  # one [time*batch, in] x [in, gates] matmul instead of one per step
+    xs = cell.project(xs)
+  scan = nn.scan(functools.partial(_scan_body, hoisted=hoisted),
+                 variable_broadcast='params', split_rngs={'params': False, 'dropout': True},
+                 in_axes=0, out_axes=0, unroll=unroll)
+  return scan(cell, carry0, (xs, mask))
+
+
+IMPLS = ('auto', 'scan', 'fused')
 
 
 class Recurrent(nn.Module):
-  """Runs `cell` over time, time-major.
+  """Runs `cell` over time, time-major, masked by lengths.
 
-  The input projection of every timestep is one `[time*batch, in] x [in, gates]`
-  matmul before the loop (what cuDNN does and `nn.RNN` does not); the loop runs
-  only the recurrent matmul and the gates. Past `lengths[b]` the carry of
-  sequence b is frozen and its outputs are zero, so the final carry is the
-  carry at the last real step, without storing every step's carry.
+  `impl` picks the loop: 'fused' (the hand-written backward pass, for cells
+  that have one), 'scan' (`flax.linen.scan`, any cell), 'auto' (fused where
+  the cell allows it). Both take the same parameters and give the same
+  results. `reverse` reads each sequence backwards from its own last real
+  step (outputs are put back in forward order). `learned_initial_carry`
+  makes the zero carry a parameter.
   """
   cell: nn.Module
+  impl: str = 'auto'
+  reverse: bool = False
+  learned_initial_carry: bool = False
   unroll: int = 1
 
   @nn.compact
-  def __call__(self, x_tbf, lengths_b):
-    """x_tbf: [time, batch, in]; lengths_b: int [batch].
+  def __call__(self, x_tbf, lengths_b, initial_carry=None):
+    """x_tbf: [time, batch, in]; lengths_b: int [batch]; initial_carry: the cell's
+    carry for [batch] sequences, or None for the (zero or learned) initial carry.
 
-    Returns (final carry, outputs [time, batch, hidden]).
+    Returns (final carry, outputs [time, batch, out]).
     """
     num_steps, batch_size, _ = x_tbf.shape
     mask = time_mask(lengths_b, num_steps)
@@ -121,8 +181,37 @@ class Recurrent(nn.Module):
     # x^T @ d_x_proj over all steps, where a NaN in padding times a zero gradient
     # would still be NaN. So a padded step's content, whatever it is, changes nothing.
     x_tbf = jnp.where(mask, x_tbf, jnp.zeros((), x_tbf.dtype))
-    x_proj = nn.Dense(self.cell.num_gates * self.cell.hidden_size,
-                      dtype=self.cell.dtype, name='input_projection')(x_tbf)
-    w_h, b_h = self.cell()
-    return recurrence(type(self.cell), w_h, b_h, x_proj, mask,
-                      self.cell.initial_carry(batch_size), self.unroll)
+    if self.reverse:
+      x_tbf = reverse_padded(x_tbf, lengths_b)
+    if initial_carry is None:
+      initial_carry = self._initial_carry(x_tbf.shape[1:])
+    if _resolve_impl(self.impl, self.cell) == 'fused':
+      w_h, b_h = self.cell.recurrent_params()
+      carry, outputs = recurrence(type(self.cell), w_h, b_h, self.cell.project(x_tbf), mask,
+                                  initial_carry, self.unroll)
+    else:
+      carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll)
+    if self.reverse:
+      outputs = reverse_padded(outputs, lengths_b)
+    return carry, outputs
+
+  def _initial_carry(self, input_shape):
+    zeros = self.cell.initialize_carry(jax.random.key(0), input_shape)  # zero-filled: key unused
+    if not self.learned_initial_carry:
+      return zeros
+    leaves, tree = jax.tree.flatten(zeros)
+    learned = [jnp.broadcast_to(self.param(f'initial_carry_{i}', nn.initializers.zeros_init(),
+                                           z.shape[1:], z.dtype), z.shape)
+               for i, z in enumerate(leaves)]
+    return jax.tree.unflatten(tree, learned)
+
+
+def _resolve_impl(impl, cell):
+  if impl not in IMPLS:
+    raise ValueError(f'impl={impl!r} is not one of {list(IMPLS)}')
+  fused = has_fused_loop(cell)
+  if impl == 'fused' and not fused:
+    raise ValueError(f'impl=\'fused\' needs a cell with a hand-written backward pass '
+                     f'(seqrnn\'s GRUCell, LSTMCell); {type(cell).__name__} has none: use '
+                     f'impl=\'scan\' or \'auto\'')
+  return 'fused' if impl == 'fused' or (impl == 'auto' and fused) else 'scan'

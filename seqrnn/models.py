@@ -5,7 +5,10 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from seqrnn.layer import time_mask
 from seqrnn.stack import RNNStack
+
+POOLINGS = ('last', 'mean', 'max')
 
 
 class Encoder(nn.Module):
@@ -24,19 +27,47 @@ class Encoder(nn.Module):
     return outputs_bth
 
 
+def pool(outputs_bth, lengths_b, how):
+  """One vector per sequence from its real steps: 'last' (the output at
+  `lengths - 1`), 'mean' or 'max'. Returns [batch, hidden]."""
+  if how == 'last':
+    return jnp.take_along_axis(outputs_bth, (lengths_b - 1)[:, None, None], axis=1)[:, 0]
+  real = time_mask(lengths_b, outputs_bth.shape[1]).transpose(1, 0, 2)  # [batch, time, 1]
+  if how == 'mean':
+    return (outputs_bth * real).sum(1) / lengths_b[:, None].astype(outputs_bth.dtype)
+  if how == 'max':
+    return jnp.where(real, outputs_bth, -jnp.inf).max(1)
+  raise ValueError(f'pooling={how!r} is not one of {list(POOLINGS)}')
+
+
 class Classifier(nn.Module):
-  """One label per sequence, from the top layer's last real output (`lengths-1`).
+  """One label per sequence, from the top layer's outputs pooled over the real
+  steps (`pooling`). With a bidirectional stack 'last' is the forward
+  direction's output at `lengths - 1` and the backward direction's at step 0
+  (its last), merged as the stack merges directions.
 
   Returns logits `[batch, num_classes]`.
   """
   encoder: Encoder
   num_classes: int
+  pooling: str = 'last'
 
   @nn.compact
   def __call__(self, inputs, lengths_b, *, train=False):
     outputs_bth = self.encoder(inputs, lengths_b, train=train)
-    last_bh = jnp.take_along_axis(outputs_bth, (lengths_b - 1)[:, None, None], axis=1)[:, 0]
-    return nn.Dense(self.num_classes, name='head')(last_bh.astype(jnp.float32))
+    stack = self.encoder.stack
+    if stack.bidirectional:
+      assert not stack.merge_top, 'a classifier pools each direction: merge_top=False'
+      forward, backward = jnp.split(outputs_bth, 2, axis=-1)
+      # Reading backwards, a sequence's last step is its step 0.
+      backward = (backward[:, 0] if self.pooling == 'last'
+                  else pool(backward, lengths_b, self.pooling))
+      forward = pool(forward, lengths_b, self.pooling)
+      pooled = (jnp.concatenate([forward, backward], -1) if stack.merge == 'concat'
+                else forward + backward)
+    else:
+      pooled = pool(outputs_bth, lengths_b, self.pooling)
+    return nn.Dense(self.num_classes, name='head')(pooled.astype(jnp.float32))
 
 
 class Labeller(nn.Module):
@@ -53,14 +84,18 @@ class Labeller(nn.Module):
     return nn.Dense(self.num_classes, name='head')(outputs_bth.astype(jnp.float32))
 
 
-MODELS = {'classification': Classifier, 'labelling': Labeller}
-
-
 def build_model(task, model_config, *, num_classes, vocab_size=None):
   """The model for `task` ('classification' | 'labelling') from `config.model`."""
+  classify = task == 'classification'
   stack = RNNStack(cell=model_config.cell, hidden_size=model_config.hidden_size,
                    num_layers=model_config.num_layers,
                    dropout_rate=model_config.dropout_rate,
-                   dtype=jnp.dtype(model_config.dtype), unroll=model_config.unroll)
+                   dtype=jnp.dtype(model_config.dtype), unroll=model_config.unroll,
+                   impl=model_config.impl, bidirectional=model_config.bidirectional,
+                   merge=model_config.merge, merge_top=not classify,
+                   residual=model_config.residual,
+                   learned_initial_carry=model_config.initial_carry == 'learned')
   encoder = Encoder(stack, vocab_size=vocab_size, embed_dim=model_config.embed_dim)
-  return MODELS[task](encoder, num_classes)
+  if classify:
+    return Classifier(encoder, num_classes, pooling=model_config.pooling)
+  return Labeller(encoder, num_classes)

@@ -6,8 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn.cells import CELLS
-from seqrnn.layer import Recurrent
+from seqrnn.cells import make_cell
+from seqrnn.layer import Recurrent, time_mask
 
 
 def dropout(key, x_tbh, rate):
@@ -24,32 +24,75 @@ def dropout(key, x_tbh, rate):
 
 
 class RNNStack(nn.Module):
-  """`num_layers` cells of `hidden_size` units, dropout after each layer.
+  """`num_layers` recurrent layers of `hidden_size` units, dropout after each.
 
-  The classic `MultiRNNCell([DropoutWrapper(cell, output_keep_prob)] * L)`.
+  The classic `MultiRNNCell([DropoutWrapper(cell, output_keep_prob)] * L)`, and
+  what research code adds to it:
+  - `cell`: a name in `seqrnn.cells.CELLS` ('gru', 'lstm', 'flax_lstm', ...), a
+    dotted path to a Flax cell class, or the class itself; made with
+    `features=hidden_size`.
+  - `impl`: the time loop, 'auto' | 'fused' | 'scan' (see `seqrnn.layer`).
+  - `bidirectional`: each layer also reads each sequence backwards from its own
+    last real step (parameters under `layer_i_backward`); the two directions'
+    outputs are concatenated ([forward | backward], 2*hidden_size) or summed
+    (`merge`). `merge_top=False` leaves the top layer's outputs concatenated
+    whatever `merge` says (for pooling each direction on its own).
+  - `residual`: a layer whose output is as wide as its input adds its input.
+  - `learned_initial_carry`: the initial carry of each layer is a parameter.
   Dropout is drawn from the 'dropout' RNG collection when `train` is True.
   """
-  cell: str = 'gru'
+  cell: Any = 'gru'
   hidden_size: int = 128
   num_layers: int = 1
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   unroll: int = 1
+  impl: str = 'auto'
+  bidirectional: bool = False
+  merge: str = 'concat'
+  merge_top: bool = True
+  residual: bool = False
+  learned_initial_carry: bool = False
 
   @nn.compact
-  def __call__(self, x_btf, lengths_b, *, train):
-    """x_btf: [batch, time, features]; lengths_b: int [batch].
+  def __call__(self, x_btf, lengths_b, *, train, initial_carries=None):
+    """x_btf: [batch, time, features]; lengths_b: int [batch]; initial_carries:
+    None, or one entry per layer: the cell's carry for [batch] sequences (for a
+    bidirectional layer a (forward, backward) pair), or None for the default.
 
-    Returns (outputs [batch, time, hidden], zero past each length,
-             list of each layer's final carry).
+    Returns (outputs [batch, time, width], zero past each length,
+             list of each layer's final carry at each sequence's last real step;
+             a bidirectional layer's is (forward carry, backward carry), the
+             backward one being its carry after reading step 0).
     """
-    x = jnp.transpose(x_btf, (1, 0, 2)).astype(self.dtype)
+    if self.merge not in ('concat', 'sum'):
+      raise ValueError(f'merge={self.merge!r} is not one of [\'concat\', \'sum\']')
+    num_steps = x_btf.shape[1]
+    mask = time_mask(lengths_b, num_steps)
+    # Zeroed padding, so that a residual connection cannot carry it upwards.
+    x = jnp.where(mask, jnp.transpose(x_btf, (1, 0, 2)), 0).astype(self.dtype)
+    initial_carries = initial_carries or [None] * self.num_layers
+
+    def layer(i, reverse):
+      return Recurrent(make_cell(self.cell, self.hidden_size, self.dtype), impl=self.impl,
+                       reverse=reverse, learned_initial_carry=self.learned_initial_carry,
+                       unroll=self.unroll, name=f'layer_{i}_backward' if reverse else f'layer_{i}')
+
     carries = []
     for i in range(self.num_layers):
-      # parent=None: the cell belongs to its layer (params under layer_i/cell).
-      cell = CELLS[self.cell](self.hidden_size, dtype=self.dtype, parent=None)
-      carry, x = Recurrent(cell, unroll=self.unroll, name=f'layer_{i}')(x, lengths_b)
-      carries.append(carry)
+      if self.bidirectional:
+        start_f, start_b = initial_carries[i] or (None, None)
+        carry_f, y_f = layer(i, False)(x, lengths_b, start_f)
+        carry_b, y_b = layer(i, True)(x, lengths_b, start_b)
+        carry = (carry_f, carry_b)
+        concat = self.merge == 'concat' or (i == self.num_layers - 1 and not self.merge_top)
+        y = jnp.concatenate([y_f, y_b], -1) if concat else y_f + y_b
+      else:
+        carry, y = layer(i, False)(x, lengths_b, initial_carries[i])
       if train and self.dropout_rate > 0:
-        x = dropout(self.make_rng('dropout'), x, self.dropout_rate)
+        y = dropout(self.make_rng('dropout'), y, self.dropout_rate)
+      if self.residual and y.shape[-1] == x.shape[-1]:
+        y = y + x
+      x = y
+      carries.append(carry)
     return jnp.transpose(x, (1, 0, 2)), carries

@@ -48,8 +48,8 @@ def stack_sequence(cell, layer_params, x_tf):
   """Runs the layers of `layer_params` (seqrnn's param names) over one sequence."""
   for p in layer_params:
     x_tf = SEQUENCE_FNS[cell](
-        x_tf, np.asarray(p['input_projection']['kernel'], np.float64),
-        np.asarray(p['input_projection']['bias'], np.float64),
+        x_tf, np.asarray(p['cell']['input_projection']['kernel'], np.float64),
+        np.asarray(p['cell']['input_projection']['bias'], np.float64),
         np.asarray(p['cell']['recurrent_kernel'], np.float64),
         np.asarray(p['cell']['recurrent_bias'], np.float64))
   return x_tf
@@ -58,3 +58,46 @@ def stack_sequence(cell, layer_params, x_tf):
 def log_softmax(logits):
   z = logits - logits.max(-1, keepdims=True)
   return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def bidirectional_stack_sequence(cell, layer_params, x_tf, merge='concat', residual=False):
+  """Layers of (forward params, backward params) over one sequence of its own length:
+  the backward direction is the same equations over the sequence reversed, reversed back."""
+  run = lambda p, x: stack_sequence(cell, [p], x)
+  for forward, backward in layer_params:
+    out_f, out_b = run(forward, x_tf), run(backward, x_tf[::-1])[::-1]
+    y = np.concatenate([out_f, out_b], -1) if merge == 'concat' else out_f + out_b
+    x_tf = y + x_tf if residual and y.shape[-1] == x_tf.shape[-1] else y
+  return x_tf
+
+
+def torch_rnn_sequence(state_dict, x_tf):
+  """torch.nn.GRU / nn.LSTM (any layers, bidirectional or not) on one sequence, from
+  its state dict in torch's layout ([gates*H, in] weights, x @ W^T). -> [T, H * dirs]."""
+  sd = {k: np.asarray(v, np.float64) for k, v in state_dict.items()}
+  hidden = sd['weight_hh_l0'].shape[1]
+  lstm = sd['weight_hh_l0'].shape[0] == 4 * hidden
+  num_layers = 1 + max(int(k.split('_l')[1].split('_')[0]) for k in sd)
+  suffixes = [''] + (['_reverse'] if 'weight_ih_l0_reverse' in sd else [])
+  for layer in range(num_layers):
+    outs = []
+    for suffix in suffixes:
+      w = lambda name: sd[f'{name}_l{layer}{suffix}']
+      seq = x_tf[::-1] if suffix else x_tf
+      h, c, hs = np.zeros(hidden), np.zeros(hidden), []
+      for x in seq:
+        gi = w('weight_ih') @ x + w('bias_ih')
+        gh = w('weight_hh') @ h + w('bias_hh')
+        if lstm:
+          i, f, g, o = np.split(gi + gh, 4)
+          c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+          h = sigmoid(o) * np.tanh(c)
+        else:
+          r = sigmoid(gi[:hidden] + gh[:hidden])
+          z = sigmoid(gi[hidden:2 * hidden] + gh[hidden:2 * hidden])
+          n = np.tanh(gi[2 * hidden:] + r * gh[2 * hidden:])
+          h = (1 - z) * n + z * h
+        hs.append(h)
+      outs.append(np.array(hs[::-1] if suffix else hs))
+    x_tf = np.concatenate(outs, -1)
+  return x_tf

@@ -7,7 +7,7 @@ import pytest
 from conftest import random_batch, tiny_model_config
 from reference import stack_sequence
 
-from seqrnn.cells import CELLS, GRUCell
+from seqrnn.cells import CELLS, GRUCell, LSTMCell
 from seqrnn.layer import Recurrent
 from seqrnn.models import build_model
 
@@ -64,14 +64,14 @@ def test_token_inputs_go_through_the_embedding():
 @pytest.mark.parametrize('cell_name', ['gru', 'lstm'])
 def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name):
   from seqrnn import layer
-  cell = CELLS[cell_name](6)
+  cell = CELLS[cell_name](features=6)
   rng = np.random.default_rng(0)
   num_steps, batch, gates = 5, 4, cell.num_gates * 6
   w_h = jnp.asarray(rng.normal(size=(6, gates)) * 0.5, jnp.float32)
   b_h = jnp.asarray(rng.normal(size=gates) * 0.5, jnp.float32)
   x_proj = jnp.asarray(rng.normal(size=(num_steps, batch, gates)), jnp.float32)
   mask = layer.time_mask(jnp.array([5, 1, 3, 4]), num_steps)
-  carry0 = jax.tree.map(lambda z: z + 0.3, cell.initial_carry(batch))
+  carry0 = jax.tree.map(lambda z: z + 0.3, cell.initialize_carry(None, (batch, 6)))
   weights_out = jnp.asarray(rng.normal(size=(num_steps, batch, 6)), jnp.float32)
 
   def loss(run):

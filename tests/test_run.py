@@ -1,8 +1,11 @@
 """End to end: train_and_evaluate on real data, its files, and resuming."""
 
 import json
+import pathlib
 import re
 import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -67,3 +70,15 @@ def test_resuming_a_workdir_with_other_shapes_is_refused(tmp_path):
   config.model.hidden_size = 16
   with pytest.raises(ValueError, match=r'model.hidden_size: saved 32, now 16'):
     train_and_evaluate(config, tmp_path)
+
+
+@pytest.mark.parametrize('cell', ['experiments.custom_cell.MinimalRNNCell', 'flax_lstm'])
+def test_a_custom_cell_and_a_flax_cell_train_from_the_command_line(tmp_path, cell):
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.main', '--config=experiments/configs/digits.py',
+       f'--workdir={tmp_path}', f'--config.model.cell={cell}', '--config.model.hidden_size=32',
+       '--config.train.num_steps=150', '--config.train.eval_every_steps=150'],
+      cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  accuracy = float(re.search(r'^test: accuracy=([\d.]+)', out.stdout, re.M).group(1))
+  assert accuracy > 0.6, out.stdout  # chance is 0.1

@@ -63,7 +63,11 @@ def test_labelling_labels_are_checked_at_real_steps_only():
 
 
 @pytest.mark.parametrize('field, value, error, message', [
-    ('model.cell', 'rnn', ValueError, r"config.model.cell='rnn' is not one of \['gru', 'lstm'\]"),
+    ('model.cell', 'rnn', ValueError, r"config.model.cell='rnn': cell 'rnn' is not one of \[.*'gru'"),
+    ('model.cell', 'nowhere.Cell', ValueError, r"config.model.cell='nowhere.Cell': cell .* could not "
+                                               r"be imported \(No module named 'nowhere'\)"),
+    ('model.cell', 'flax.linen.Dense', ValueError, r"not a Flax cell class"),
+    ('model.impl', 'fast', ValueError, r"config.model.impl='fast' is not one of"),
     ('model.dropout_rate', 1.0, ValueError, r'dropout_rate=1.0 must be in \[0, 1\)'),
     ('model.dropout_rate', -0.1, ValueError, r'dropout_rate=-0.1'),
     ('model.hidden_size', -4, ValueError, r'hidden_size=-4 must be > 0'),

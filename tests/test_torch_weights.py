@@ -1,0 +1,49 @@
+"""PyTorch GRU/LSTM state dicts become seqrnn parameters with torch's outputs."""
+
+import jax
+import numpy as np
+import pytest
+from reference import torch_rnn_sequence
+
+from seqrnn import from_torch
+
+X = np.random.default_rng(0).normal(size=(4, 7, 3)).astype(np.float32)
+LENGTHS = np.array([7, 1, 4, 6], np.int32)
+
+
+def _state_dict(gates, hidden, in_features, num_layers, bidirectional, seed=0):
+  """Random weights in torch's layout and names (as `rnn.state_dict()` would hold them)."""
+  rng = np.random.default_rng(seed)
+  sd = {}
+  for layer in range(num_layers):
+    fan_in = in_features if layer == 0 else hidden * (2 if bidirectional else 1)
+    for suffix in ('', '_reverse') if bidirectional else ('',):
+      sd[f'weight_ih_l{layer}{suffix}'] = rng.normal(size=(gates * hidden, fan_in)) * 0.5
+      sd[f'weight_hh_l{layer}{suffix}'] = rng.normal(size=(gates * hidden, hidden)) * 0.5
+      sd[f'bias_ih_l{layer}{suffix}'] = rng.normal(size=gates * hidden) * 0.5
+      sd[f'bias_hh_l{layer}{suffix}'] = rng.normal(size=gates * hidden) * 0.5
+  return {k: v.astype(np.float32) for k, v in sd.items()}
+
+
+@pytest.mark.parametrize('gates', [3, 4], ids=['gru', 'lstm'])
+@pytest.mark.parametrize('num_layers, bidirectional', [(1, False), (2, False), (2, True)])
+def test_from_torch_gives_the_outputs_of_torchs_equations(gates, num_layers, bidirectional):
+  sd = _state_dict(gates, 5, 3, num_layers, bidirectional)
+  stack, variables = from_torch(sd)
+  assert (stack.cell, stack.num_layers, stack.bidirectional) == (
+      {3: 'gru', 4: 'lstm'}[gates], num_layers, bidirectional)
+  outputs, _ = stack.apply(variables, X, LENGTHS, train=False)
+  for b, length in enumerate(LENGTHS):
+    expected = torch_rnn_sequence(sd, X[b, :length].astype(np.float64))
+    np.testing.assert_allclose(outputs[b, :length], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_from_torch_finds_the_rnn_inside_a_larger_state_dict_and_refuses_what_it_cannot_map():
+  sd = {f'encoder.rnn.{k}': v for k, v in _state_dict(4, 5, 3, 1, False).items()}
+  sd['head.weight'] = np.zeros((2, 5), np.float32)
+  stack, variables = from_torch(sd, prefix='encoder.rnn.')
+  assert jax.tree.map(np.shape, variables)['params']['layer_0']['cell']['recurrent_kernel'] == (5, 20)
+  with pytest.raises(ValueError, match=r"no GRU/LSTM weights .* under prefix ''"):
+    from_torch({'head.weight': np.zeros((2, 5))})
+  with pytest.raises(ValueError, match='proj_size'):
+    from_torch({**_state_dict(4, 5, 3, 1, False), 'weight_hr_l0': np.zeros((3, 5))})
