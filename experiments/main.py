@@ -2,6 +2,13 @@
 
   python -m experiments.main --config=experiments/configs/digits.py --workdir=/tmp/digits \
       --config.model.cell=lstm --config.model.num_layers=2
+
+On several processes (hosts), the same command on each, plus `--distributed` (JAX
+finds a Cloud TPU slice, SLURM or Open MPI job by itself) or the coordinator's
+address, the number of processes and each one's id:
+
+  python -m experiments.main ... --coordinator_address=10.0.0.1:1234 \
+      --num_processes=2 --process_id=0      # and --process_id=1 on the other host
 """
 
 import sys
@@ -15,6 +22,11 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where config.json, metrics.jsonl, TensorBoard events '
                     'and checkpoints go; an existing workdir is resumed.')
+flags.DEFINE_bool('distributed', False, 'Start JAX\'s distributed runtime, the cluster found by '
+                  'JAX (Cloud TPU, SLURM, Open MPI) unless the flags below name it.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
+flags.DEFINE_integer('process_id', None, 'This process\'s id in [0, num_processes).')
 flags.DEFINE_bool('traceback', False, 'On an error, show its whole traceback, not one line.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
@@ -25,6 +37,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    seqrnn.hosts.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   try:
     results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except seqrnn.Preempted as e:
@@ -35,9 +49,11 @@ def main(argv):
     if FLAGS.traceback:
       raise
     sys.exit(f'error: {e}\n(--traceback shows where it was raised)')
-  print(f'compiled train shapes: {results["compiled_train_shapes"]} (buckets {results["buckets"]})')
-  for split in ('eval', 'test'):
-    print(f'{split}: ' + ' '.join(f'{k}={v:.4f}' for k, v in results[split].items()))
+  if seqrnn.hosts.is_main():
+    print(f'compiled train shapes: {results["compiled_train_shapes"]} '
+          f'(buckets {results["buckets"]})')
+    for split in ('eval', 'test'):
+      print(f'{split}: ' + ' '.join(f'{k}={v:.4f}' for k, v in results[split].items()))
 
 
 if __name__ == '__main__':

@@ -8,9 +8,11 @@ The pieces, from one step to a whole run:
   tasks        classification, labelling: (logits, batch) -> metrics
   train        train_step, eval_step, create_train_state, make_optimizer
   torch        from_torch: PyTorch GRU/LSTM weights as seqrnn parameters
+  hosts        initialize (jax.distributed), is_main: runs over many processes
   run          train_and_evaluate(config, workdir)
 """
 
+from seqrnn import hosts
 from seqrnn.batch import validate_batch
 from seqrnn.cells import CELLS, GRUCell, LSTMCell, LSTMState, make_cell, register_cell
 from seqrnn.layer import Recurrent, reverse_padded, time_mask

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seqrnn import hosts
+
 
 class NoUsableCheckpoint(RuntimeError):
   """Every checkpoint of a workdir failed to restore or to verify."""
@@ -50,8 +52,9 @@ class Checkpoints:
       except Exception as e:  # noqa: BLE001 - any damage makes the checkpoint unusable
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         aside = self._move_aside(step)
-        sys.stderr.write(f'checkpoint {self.directory / str(step)} is unusable ({reason[:200]}); '
-                         f'moved to {aside.name}, trying the one before it\n')
+        if hosts.is_main():
+          sys.stderr.write(f'checkpoint {self.directory / str(step)} is unusable '
+                           f'({reason[:200]}); moved to {aside.name}, trying the one before it\n')
         continue
       return state.replace(**restored['state']), loop
     if steps:
@@ -65,10 +68,12 @@ class Checkpoints:
     path = self.directory / str(step)
     aside = path.with_name(f'{step}.unusable')
     n = 1
-    while aside.exists():
+    while aside.exists() and hosts.is_main():
       n += 1
       aside = path.with_name(f'{step}.unusable{n}')
-    path.rename(aside)  # Orbax ignores a directory whose name is not a step
+    if hosts.is_main():
+      path.rename(aside)  # Orbax ignores a directory whose name is not a step
+    hosts.barrier(f'seqrnn-checkpoint-{step}-aside')
     self._manager.reload()
     return aside
 
@@ -90,7 +95,7 @@ def digest(arrays):
   """SHA-256 of a pytree of arrays: every leaf's path, dtype, shape and bytes."""
   h = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_flatten_with_path(arrays)[0]:
-    a = np.asarray(jax.device_get(leaf))
+    a = np.asarray(hosts.local_value(leaf))
     h.update(f'{jax.tree_util.keystr(path)} {a.dtype} {a.shape}\n'.encode())
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()

@@ -49,3 +49,16 @@ class MetricLog:
     self.sync()
     self._file.close()
     self._tb.close()
+
+
+class NoLog:
+  """What processes other than 0 log: nothing (process 0 writes for all)."""
+
+  def write(self, step, split, metrics):
+    pass
+
+  def sync(self):
+    pass
+
+  def close(self):
+    pass

@@ -13,11 +13,12 @@ from tqdm import tqdm
 
 from seqrnn import config as config_lib
 from seqrnn import data as data_lib
+from seqrnn import hosts
 from seqrnn import workdir as workdir_lib
 from seqrnn.batch import validate_batch
 from seqrnn.checkpoint import Checkpoints
 from seqrnn.data import batching
-from seqrnn.metrics_log import MetricLog
+from seqrnn.metrics_log import MetricLog, NoLog
 from seqrnn.models import build_model
 from seqrnn.tasks import accumulate, get_task, summarize
 from seqrnn.train import (create_train_state, eval_step, make_optimizer, train_step,
@@ -74,8 +75,7 @@ def train_and_evaluate(config, workdir):
     raise ValueError(f'workdir={workdir!r}: name the directory the run writes into')
   config_lib.validate_config(config)
   workdir = pathlib.Path(workdir)
-  lock = (workdir_lib.locked(workdir) if jax.process_index() == 0
-          else contextlib.nullcontext())
+  lock = workdir_lib.locked(workdir) if hosts.is_main() else contextlib.nullcontext()
   with lock:
     _check_resume(workdir, config)
     for sub in ('checkpoints', 'best'):
@@ -97,8 +97,8 @@ def _train_and_evaluate(config, workdir):
                     process_index=jax.process_index(), process_count=jax.process_count())
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
                                             buckets=buckets, seed=config.seed)
-  tqdm.write(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-             f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}')
+  _say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
+       f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}')
 
   model = build_model(config.task, config.model, num_classes=dataset.num_classes,
                       vocab_size=dataset.vocab_size)
@@ -106,17 +106,18 @@ def _train_and_evaluate(config, workdir):
   state = create_train_state(init_key, model, batching.train_batch(train_split, 0, **batch_args),
                              make_optimizer(config.optim, config.train.num_steps),
                              get_task(config.task))
+  # Every device of every process holds the whole state; batches are split by rows.
+  mesh = Mesh(jax.devices(), ('data',))
+  state = jax.device_put(state, NamedSharding(mesh, P()))
+  rows = NamedSharding(mesh, P('data'))
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
   best = Checkpoints((workdir / 'best').absolute(), 1)
   restored, loop = checkpoints.restore_latest(state)
   # The config's hyperparameters, not the checkpoint's, from here on.
   state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
-  start = int(state.step)
-  _report_start(workdir, config, start)
-
-  mesh = Mesh(jax.devices(), ('data',))
-  state = jax.device_put(state, NamedSharding(mesh, P()))
-  rows = NamedSharding(mesh, P('data'))
+  start = int(hosts.local_value(state.step))
+  if hosts.is_main():
+    _report_start(workdir, config, start)
 
   def put(batch):
     return {k: jax.make_array_from_process_local_data(rows, v) for k, v in batch.items()}
@@ -134,16 +135,18 @@ def _train_and_evaluate(config, workdir):
     """Metrics of `split`; raises Preempted between batches once `stop` is set."""
     total = None
     for batch in batching.eval_batches(dataset.splits[split], batch_size=config.data.eval_batch_size,
-                                       buckets=buckets):
-      if stop is not None and stop.is_set():
+                                       buckets=buckets, process_index=jax.process_index(),
+                                       process_count=jax.process_count()):
+      if stop is not None and hosts.any_process(stop.is_set()):
         raise Preempted(f'stopped by a signal during the final {split} evaluation; the '
-                        f'checkpoint of step {int(state.step)} is saved in '
+                        f'checkpoint of step {last_step} is saved in '
                         f'{workdir / "checkpoints"}; run again with the same --workdir to '
                         f'evaluate it')
       total = accumulate(total, jit_eval(state, put(batch)))
-    return summarize(jax.device_get(total))
+    return summarize(hosts.local_value(total))
 
-  log = MetricLog(workdir, start)
+  log = MetricLog(workdir, start) if hosts.is_main() else NoLog()
+  last_step = start
   results = {}
   pending = []  # (step, device metrics) not yet fetched
   # The logging window's sums, and the count of skipped updates, survive a
@@ -160,7 +163,7 @@ def _train_and_evaluate(config, workdir):
   def drain():
     """Fetches pending metrics into the window; stops on a rejected update."""
     nonlocal pending, window, skipped
-    for (s, _), m in zip(pending, jax.device_get([m for _, m in pending])):
+    for (s, _), m in zip(pending, hosts.local_value([m for _, m in pending])):
       bad = m.pop('nonfinite')[0] > 0, m.pop('invalid_batch')[0] > 0
       if any(bad):
         if not cfg.skip_nonfinite:
@@ -181,11 +184,14 @@ def _train_and_evaluate(config, workdir):
   try:
     with _stop_on_signals() as stop:
       with tqdm(total=cfg.num_steps, initial=min(start, cfg.num_steps), desc='train',
-                dynamic_ncols=True) as bar:
+                dynamic_ncols=True, disable=not hosts.is_main()) as bar:
         for step, batch in zip(range(start + 1, cfg.num_steps + 1),
                                batching.prefetch(make, range(start, cfg.num_steps))):
           state, metrics = jit_train(state, batch, dropout_key)
+          last_step = step
           pending.append((step, metrics))
+          # Every process stops at the same step, whichever one the signal reached.
+          stopping = hosts.any_process(stop.is_set())
           window_steps += 1
           bar.update(1)
           last = step == cfg.num_steps
@@ -203,18 +209,18 @@ def _train_and_evaluate(config, workdir):
             drain()
             results['eval'] = evaluate('eval')
             log.write(step, 'eval', results['eval'])
-            bar.write(f'step {step}: eval ' + _fmt(results['eval']))
+            _say(f'step {step}: eval ' + _fmt(results['eval']))
             if best_value is None or results['eval'][cfg.best_metric] > best_value:
               best_value = results['eval'][cfg.best_metric]
               best.save(state, {cfg.best_metric: best_value})
-          if step % cfg.checkpoint_every_steps == 0 or last or stop.is_set():
+          if step % cfg.checkpoint_every_steps == 0 or last or stopping:
             drain()
             log.sync()
             checkpoints.save(state, {
                 'window': window or {}, 'skipped': skipped, 'best': best_value,
                 'rng': jax.random.key_data(dropout_key).tolist(),
                 'data_position': step})  # the next batch is the one of step + 1
-          if stop.is_set():
+          if stopping:
             raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
                             f'{workdir / "checkpoints"}; run again with the same --workdir '
                             f'to resume')
@@ -223,7 +229,7 @@ def _train_and_evaluate(config, workdir):
       # the final checkpoint, and a restart redoes only this evaluation.
       results['eval'] = results.get('eval') or evaluate('eval', stop)
       results['test'] = evaluate('test', stop)
-      log.write(int(state.step), 'test', results['test'])
+      log.write(last_step, 'test', results['test'])
   finally:
     log.close()
     checkpoints.close()
@@ -238,19 +244,25 @@ def _report_start(workdir, config, start):
   changes = workdir_lib.record_start(workdir, config_lib.to_flat_dict(config), start)
   if not start:
     return
-  tqdm.write(f'resuming {workdir} from its checkpoint at step {start}')
+  _say(f'resuming {workdir} from its checkpoint at step {start}')
   if changes:
-    tqdm.write('changed since the last start: ' + ', '.join(
+    _say('changed since the last start: ' + ', '.join(
         f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
   num_steps = config.train.num_steps
   if start >= num_steps:
-    tqdm.write(f'the checkpoint is at step {start}, at or past train.num_steps={num_steps}: '
+    _say(f'the checkpoint is at step {start}, at or past train.num_steps={num_steps}: '
                f'nothing is trained; the model of step {start} is evaluated')
   elif 'train.num_steps' in changes and config.optim.schedule == 'cosine':
     old = changes['train.num_steps'][0]
-    tqdm.write(f'train.num_steps changed from {old} to {num_steps} with a cosine schedule: '
+    _say(f'train.num_steps changed from {old} to {num_steps} with a cosine schedule: '
                f'the learning rate is recomputed over {num_steps} steps and changes at step '
                f'{start} from what the old schedule gave')
+
+
+def _say(line):
+  """Prints `line` on process 0 (without breaking its progress bar)."""
+  if hosts.is_main():
+    tqdm.write(line)
 
 
 def _fmt(metrics):

@@ -98,18 +98,22 @@ def train_batch(split, step, *, batch_size, buckets, seed, process_index=0, proc
   return pad_to({k: v[idx] for k, v in split.items()}, num_steps)
 
 
-def eval_batches(split, *, batch_size, buckets):
-  """The whole split in order, in batches of `batch_size`; the last batch is
-  filled up with copies of its first row whose `weights` are 0."""
+def eval_batches(split, *, batch_size, buckets, process_index=0, process_count=1):
+  """The whole split in order, in global batches of `batch_size`, this process's
+  contiguous `batch_size / process_count` rows of each. The last batch is filled
+  up with copies of its first row whose `weights` are 0, so that every example
+  counts exactly once over all processes."""
   n = len(split['lengths'])
   for start in range(0, n, batch_size):
     idx = np.arange(start, min(start + batch_size, n))
     weights = np.ones(batch_size, np.float32)
     weights[len(idx):] = 0
     idx = np.concatenate([idx, np.full(batch_size - len(idx), start)])
-    batch = {k: v[idx] for k, v in split.items()}
-    batch['weights'] = weights
-    yield pad_to(batch, _bucket_for(int(batch['lengths'].max()), buckets))
+    num_steps = _bucket_for(int(split['lengths'][idx].max()), buckets)  # the same on every process
+    rows = np.array_split(np.arange(batch_size), process_count)[process_index]
+    batch = {k: v[idx[rows]] for k, v in split.items()}
+    batch['weights'] = weights[rows]
+    yield pad_to(batch, num_steps)
 
 
 def epoch_padding_fraction(split, *, batch_size, buckets, seed, epoch=0):
