@@ -235,8 +235,8 @@ def main(argv):
     print(json.dumps({'backend': jax.default_backend(), 'matmul_peak_gflop_per_s': peak}))
   else:
     print(header)
-    print(f'| case | impl | mode | median ms | sequences/s | compile s | ratio vs flax | '
-          f'GFLOP/s (% of peak) | XLA temp MiB |\n|---|---|---|---|---|---|---|---|---|')
+    print('| case | impl | mode | median ms | sequences/s | compile s | ratio vs flax | '
+          'GFLOP/s (% of peak) | XLA temp MiB |\n|---|---|---|---|---|---|---|---|---|')
   for name in names:
     for row in run_case(name, CASES[name], FLAGS.impls, FLAGS.modes, FLAGS.reps):
       if FLAGS.json:

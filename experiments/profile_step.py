@@ -68,7 +68,7 @@ def main(argv):
   for (kind, where), ms in sorted(groups.items(), key=lambda kv: -kv[1]):
     print(f'  {ms:7.1f} ms  {kind:6s} {where}')
   print(f'  {sum(groups.values()):7.1f} ms  all ops')
-  print(f'costliest ops (ms per step, calls per step):')
+  print('costliest ops (ms per step, calls per step):')
   for name, ms in sorted(per_step.items(), key=lambda kv: -kv[1])[:FLAGS.top]:
     print(f'  {ms:7.2f} ms {calls[name] // FLAGS.steps:5d}  {name}')
 

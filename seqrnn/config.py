@@ -60,6 +60,7 @@ def default_config():
   c.train.checkpoint_every_steps = 200  # Orbax checkpoint of the train state
   c.train.keep_checkpoints = 2   # most recent checkpoints kept
   c.train.best_metric = 'accuracy'  # eval metric (higher is better) whose best state is kept in WORKDIR/best
+  c.train.compilation_cache = '~/.cache/seqrnn/jax'  # JAX's persistent compilation cache, reused by later runs; '' disables
   c.train.skip_nonfinite = False  # on a NaN/Inf loss, gradient or update, or an invalid batch: skip it (True) or stop (False)
   return c
 

@@ -175,8 +175,7 @@ class Recurrent(nn.Module):
 
     Returns (final carry, outputs [time, batch, out]).
     """
-    num_steps, batch_size, _ = x_tbf.shape
-    mask = time_mask(lengths_b, num_steps)
+    mask = time_mask(lengths_b, x_tbf.shape[0])
     # Padded steps are zeroed before the projection: its weight gradient is
     # x^T @ d_x_proj over all steps, where a NaN in padding times a zero gradient
     # would still be NaN. So a padded step's content, whatever it is, changes nothing.

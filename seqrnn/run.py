@@ -8,6 +8,7 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
@@ -83,7 +84,21 @@ def train_and_evaluate(config, workdir):
     return _train_and_evaluate(config, workdir)
 
 
+def use_compilation_cache(directory):
+  """Points JAX's persistent compilation cache at `directory`, so that a second run,
+  or a resume, of the same config loads its compiled steps instead of compiling
+  them again. '' leaves JAX's own setting as it is."""
+  if not directory:
+    return
+  path = str(pathlib.Path(directory).expanduser())
+  if jax.config.jax_compilation_cache_dir != path:
+    jax.config.update('jax_compilation_cache_dir', path)
+    compilation_cache.reset_cache()  # a cache in use would otherwise keep its old directory
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+
+
 def _train_and_evaluate(config, workdir):
+  use_compilation_cache(config.train.compilation_cache)
   dataset = load_and_check_data(config)
   num_devices = jax.device_count()
   for field in ('batch_size', 'eval_batch_size'):
@@ -97,8 +112,11 @@ def _train_and_evaluate(config, workdir):
                     process_index=jax.process_index(), process_count=jax.process_count())
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
                                             buckets=buckets, seed=config.seed)
+  eval_padding = batching.eval_padding_fraction(
+      dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
   _say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-       f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}')
+       f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}, '
+       f'of evaluation {eval_padding:.3f}')
 
   model = build_model(config.task, config.model, num_classes=dataset.num_classes,
                       vocab_size=dataset.vocab_size)
@@ -122,14 +140,21 @@ def _train_and_evaluate(config, workdir):
   def put(batch):
     return {k: jax.make_array_from_process_local_data(rows, v) for k, v in batch.items()}
 
-  train_shapes = set()
-
-  def counted_train_step(state, batch, rng):
-    train_shapes.add(batch['inputs'].shape)  # runs once per compilation
-    return train_step(state, batch, rng)
-
-  jit_train = jax.jit(counted_train_step, donate_argnums=0)
+  jit_train = jax.jit(train_step, donate_argnums=0)
   jit_eval = jax.jit(eval_step)
+  compiled = {}  # the train step for each input shape
+
+  def train_on(state, batch, rng, bar):
+    shape = batch['inputs'].shape
+    if shape not in compiled:
+      bar.set_description(f'train (compiling for inputs {shape})')
+      start_compile = time.perf_counter()
+      compiled[shape] = jit_train.lower(state, batch, rng).compile()
+      _say(f'compiled the train step for inputs {shape} in '
+           f'{time.perf_counter() - start_compile:.1f} s')
+      bar.set_description('train')
+      bar.unpause()  # the rate and the time left exclude compilation
+    return compiled[shape](state, batch, rng)
 
   def evaluate(split, stop=None):
     """Metrics of `split`; raises Preempted between batches once `stop` is set."""
@@ -187,7 +212,7 @@ def _train_and_evaluate(config, workdir):
                 dynamic_ncols=True, disable=not hosts.is_main()) as bar:
         for step, batch in zip(range(start + 1, cfg.num_steps + 1),
                                batching.prefetch(make, range(start, cfg.num_steps))):
-          state, metrics = jit_train(state, batch, dropout_key)
+          state, metrics = train_on(state, batch, dropout_key, bar)
           last_step = step
           pending.append((step, metrics))
           # Every process stops at the same step, whichever one the signal reached.
@@ -234,7 +259,7 @@ def _train_and_evaluate(config, workdir):
     log.close()
     checkpoints.close()
     best.close()
-  results['compiled_train_shapes'] = len(train_shapes)
+  results['compiled_train_shapes'] = len(compiled)
   results['buckets'] = buckets
   return results
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import random_batch, tiny_model_config
 from reference import stack_sequence
 
-from seqrnn.cells import CELLS, GRUCell, LSTMCell
+from seqrnn.cells import CELLS, GRUCell
 from seqrnn.layer import Recurrent
 from seqrnn.models import build_model
 

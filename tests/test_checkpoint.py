@@ -1,6 +1,5 @@
 """A damaged checkpoint is never restored: it is set aside and the one before it used."""
 
-import pathlib
 import shutil
 
 import jax

@@ -129,12 +129,17 @@ def test_processes_take_disjoint_shares_of_the_global_batch():
   np.testing.assert_array_equal(np.concatenate([p['inputs'] for p in parts]), whole['inputs'])
 
 
-def test_eval_batches_cover_the_split_once_with_zero_weight_filler():
+def test_eval_batches_cover_the_split_once_sorted_by_length_with_zero_weight_filler():
   split = _variable_split(n=21)
-  batches = list(batching.eval_batches(split, batch_size=8, buckets=(10, 30)))
+  batches = list(batching.eval_batches(split, batch_size=8, buckets=(16, 30)))
   assert [int(b['weights'].sum()) for b in batches] == [8, 8, 5]
   rows = [int(b['inputs'][r, 0, 0]) - 1 for b in batches for r in range(8) if b['weights'][r]]
-  assert rows == list(range(21))
+  assert sorted(rows) == list(range(21))
+  assert list(split['lengths'][rows]) == sorted(split['lengths'])  # shortest first
+  # Sorted, the first batches fit the small bucket: less padding than file order.
+  assert [b['inputs'].shape[1] for b in batches] == [16, 30, 30]
+  assert batching.eval_padding_fraction(split, batch_size=8, buckets=(16, 30)) == pytest.approx(
+      1 - split['lengths'].sum() / (8 * (16 + 30 + 30)))
 
 
 def test_prefetch_yields_in_order():

@@ -1,7 +1,6 @@
 """Nothing lost, nothing silent: kills, half-written checkpoints, NaNs, determinism."""
 
 import json
-import os
 import pathlib
 import shutil
 import signal

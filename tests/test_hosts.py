@@ -1,7 +1,6 @@
 """Many processes: real `jax.distributed` runs of two processes on this machine train,
 evaluate and stop as one run on one process does; every example is counted once."""
 
-import json
 import os
 import pathlib
 import signal

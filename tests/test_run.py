@@ -82,3 +82,11 @@ def test_a_custom_cell_and_a_flax_cell_train_from_the_command_line(tmp_path, cel
   assert out.returncode == 0, out.stderr[-2000:]
   accuracy = float(re.search(r'^test: accuracy=([\d.]+)', out.stdout, re.M).group(1))
   assert accuracy > 0.6, out.stdout  # chance is 0.1
+
+
+def test_compiled_steps_go_to_the_configured_persistent_cache(tmp_path):
+  config = digits_config(10)
+  config.train.compilation_cache = str(tmp_path / 'cache')
+  train_and_evaluate(config, tmp_path / 'run')
+  entries = [p.name for p in (tmp_path / 'cache').iterdir()]
+  assert any(name.startswith('jit_train_step') for name in entries), entries

@@ -98,22 +98,37 @@ def train_batch(split, step, *, batch_size, buckets, seed, process_index=0, proc
   return pad_to({k: v[idx] for k, v in split.items()}, num_steps)
 
 
+def _eval_order(lengths):
+  """Evaluation reads a split sorted by length (stable), so each batch pads little."""
+  return np.argsort(lengths, kind='stable')
+
+
 def eval_batches(split, *, batch_size, buckets, process_index=0, process_count=1):
-  """The whole split in order, in global batches of `batch_size`, this process's
-  contiguous `batch_size / process_count` rows of each. The last batch is filled
-  up with copies of its first row whose `weights` are 0, so that every example
-  counts exactly once over all processes."""
-  n = len(split['lengths'])
+  """The whole split sorted by length, in global batches of `batch_size`, this
+  process's contiguous `batch_size / process_count` rows of each. The last batch
+  is filled up with copies of its first row whose `weights` are 0, so that every
+  example counts exactly once over all processes."""
+  order = _eval_order(split['lengths'])
+  n = len(order)
+  rows = np.array_split(np.arange(batch_size), process_count)[process_index]
   for start in range(0, n, batch_size):
-    idx = np.arange(start, min(start + batch_size, n))
+    idx = order[start:start + batch_size]
     weights = np.ones(batch_size, np.float32)
     weights[len(idx):] = 0
-    idx = np.concatenate([idx, np.full(batch_size - len(idx), start)])
+    idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
     num_steps = _bucket_for(int(split['lengths'][idx].max()), buckets)  # the same on every process
-    rows = np.array_split(np.arange(batch_size), process_count)[process_index]
     batch = {k: v[idx[rows]] for k, v in split.items()}
     batch['weights'] = weights[rows]
     yield pad_to(batch, num_steps)
+
+
+def eval_padding_fraction(split, *, batch_size, buckets):
+  """The fraction of padded (sequence, step) slots over the evaluation batches of
+  `split`, the fill-up rows of the last batch included, from the lengths alone."""
+  lengths = np.asarray(split['lengths'])[_eval_order(split['lengths'])]
+  slots = sum(_bucket_for(int(lengths[s:s + batch_size].max()), buckets) * batch_size
+              for s in range(0, len(lengths), batch_size))
+  return 1.0 - lengths.sum() / slots
 
 
 def epoch_padding_fraction(split, *, batch_size, buckets, seed, epoch=0):
