@@ -57,7 +57,10 @@ class Classifier(nn.Module):
     outputs_bth = self.encoder(inputs, lengths_b, train=train)
     stack = self.encoder.stack
     if stack.bidirectional:
-      assert not stack.merge_top, 'a classifier pools each direction: merge_top=False'
+      if stack.merge == 'sum' and stack.merge_top:
+        raise ValueError("a Classifier pools each direction of a bidirectional stack on its "
+                         "own: with merge='sum' the stack needs merge_top=False (as "
+                         "build_model sets it)")
       forward, backward = jnp.split(outputs_bth, 2, axis=-1)
       # Reading backwards, a sequence's last step is its step 0.
       backward = (backward[:, 0] if self.pooling == 'last'
