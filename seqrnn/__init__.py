@@ -1,7 +1,8 @@
 """seqrnn: recurrent stacks in JAX/Flax for sequence classification and labelling.
 
 The pieces, from one step to a whole run:
-  cells        GRUCell, LSTMCell (Flax cells with a fast path), CELLS, register_cell
+  cells        GRUCell, LSTMCell (Flax cells with a fast path), LayerNorm*Cell, CELLS,
+               register_cell
   layer        Recurrent: one cell over time, masked by lengths; loops 'fused' and 'scan'
   stack        RNNStack: layers, dropout, bidirectional, residual, carries in and out
   models       Classifier (pooling 'last'/'mean'/'max'), Labeller, build_model
@@ -14,7 +15,8 @@ The pieces, from one step to a whole run:
 
 from seqrnn import hosts
 from seqrnn.batch import validate_batch
-from seqrnn.cells import CELLS, GRUCell, LSTMCell, LSTMState, make_cell, register_cell
+from seqrnn.cells import (CELLS, GRUCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell,
+                          LSTMState, make_cell, register_cell)
 from seqrnn.layer import Recurrent, reverse_padded, time_mask
 from seqrnn.models import Classifier, Encoder, Labeller, build_model, pool
 from seqrnn.stack import RNNStack

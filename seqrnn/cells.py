@@ -49,11 +49,38 @@ def _hidden_by_steps(h_prev_tbh, d_gates_tbg):
                     preferred_element_type=jnp.float32)
 
 
-class _FusedCell(nn.RNNCellBase):
-  """What the built-in cells share: parameters, projection and the Flax protocol."""
+class _ProjectedCell(nn.RNNCellBase):
+  """A cell whose step splits into `project` (the input side, for all steps at
+  once) and `step_projected` (the rest): the Flax protocol on top of the two."""
   features: int
   dtype: Any = jnp.float32  # computation dtype; parameters and carry stay float32
   num_gates: ClassVar[int]
+
+  def __call__(self, carry, x):
+    """One step of x [batch, in]: (new carry, output [batch, H])."""
+    return self.step_projected(carry, self.project(x))
+
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    """The zero carry for inputs of `input_shape` [batch, in]."""
+    del rng
+    return self.carry_from_zeros(jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32))
+
+  @staticmethod
+  def carry_from_zeros(zeros):
+    return zeros  # h alone; an LSTM's carry is LSTMState(h, c)
+
+  @property
+  def num_feature_axes(self):
+    return 1
+
+
+def _lstm_carry(zeros):
+  return LSTMState(zeros, zeros)
+
+
+class _FusedCell(_ProjectedCell):
+  """What the built-in GRU and LSTM share: parameters and the fused loop's extras."""
 
   def setup(self):
     gates = self.num_gates * self.features
@@ -76,14 +103,6 @@ class _FusedCell(nn.RNNCellBase):
     new, _ = self.step(w_h, b_h, carry, tuple(_split(x_proj, self.num_gates)))
     return new, self.output(new)
 
-  def __call__(self, carry, x):
-    """One step of x [batch, in]: (new carry, output [batch, H])."""
-    return self.step_projected(carry, self.project(x))
-
-  @property
-  def num_feature_axes(self):
-    return 1
-
   @staticmethod
   def init_recurrent_bias(key, shape, dtype):
     return jnp.zeros(shape, dtype)
@@ -102,11 +121,6 @@ class GRUCell(_FusedCell):
   [3*H]. The carry is h `[batch, H]` (float32), which is also the output.
   """
   num_gates: ClassVar[int] = 3
-
-  @nn.nowrap
-  def initialize_carry(self, rng, input_shape):
-    del rng
-    return jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32)
 
   @staticmethod
   def output(carry):
@@ -166,11 +180,7 @@ class LSTMCell(_FusedCell):
     hidden = shape[0] // 4
     return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(1.0)
 
-  @nn.nowrap
-  def initialize_carry(self, rng, input_shape):
-    del rng
-    zeros = jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32)
-    return LSTMState(zeros, zeros)
+  carry_from_zeros = staticmethod(_lstm_carry)
 
   @staticmethod
   def output(carry):
@@ -203,11 +213,89 @@ class LSTMCell(_FusedCell):
     return _hidden_by_steps(residuals[0].astype(residuals[2].dtype), d_x_proj), d_x_proj.sum((0, 1))
 
 
+class _LayerNormCell(_ProjectedCell):
+  """The input side of the layer-normalised cells: LN_x(W_i x) + b, and W_h."""
+
+  def setup(self):
+    gates = self.num_gates * self.features
+    self.input_projection = nn.Dense(gates, use_bias=False, dtype=self.dtype)
+    self.input_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, dtype=self.dtype)
+    self.recurrent_kernel = self.param('recurrent_kernel', nn.initializers.orthogonal(),
+                                       (self.features, gates), jnp.float32)
+    self.bias = self.param('bias', self.init_bias, (gates,), jnp.float32)
+    self.setup_norms()
+
+  def project(self, x):
+    """x [..., in] -> LN_x(W_i x) + b [..., G*H]."""
+    return self.input_norm(self.input_projection(x)) + self.bias.astype(self.dtype)
+
+  def recurrent(self, h):
+    """LN_h(W_h h) [batch, G*H]."""
+    return self.recurrent_norm(h.astype(self.dtype) @ self.recurrent_kernel.astype(self.dtype))
+
+
+
+class LayerNormLSTMCell(_LayerNormCell):
+  """LSTM with layer normalisation (Ba, Kiros and Hinton, 2016):
+
+    [i, f, g, o] = LN_x(W_i x) + LN_h(W_h h) + b      (LN over all 4*H pre-activations)
+    c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h' = sigmoid(o) * tanh(LN_c(c'))
+
+  LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) * scale + bias (LN_x and LN_h
+  without bias: b is theirs). LN_x normalises each step on its own, so
+  `project` computes it for all steps before the loop. The carry is
+  `LSTMState(hidden, cell)`; no hand-written backward (the scan loop).
+  """
+  num_gates: ClassVar[int] = 4
+  init_bias = staticmethod(LSTMCell.init_recurrent_bias)  # forget gate 1
+
+  def setup_norms(self):
+    self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, dtype=self.dtype)
+    self.cell_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
+
+  def step_projected(self, carry, x_proj):
+    h, c = carry
+    i, f, g, o = _split(x_proj + self.recurrent(h), 4)
+    new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(jnp.float32)
+    new_h = (jax.nn.sigmoid(o) * jnp.tanh(self.cell_norm(new_c))).astype(jnp.float32)
+    return LSTMState(new_h, new_c), new_h
+
+  carry_from_zeros = staticmethod(_lstm_carry)
+
+
+class LayerNormGRUCell(_LayerNormCell):
+  """GRU with layer normalisation of both pre-activations (Ba et al., 2016),
+  reset-after like `GRUCell`:
+
+    [x_r, x_z, x_n] = LN_x(W_i x) + b,   [h_r, h_z, h_n] = LN_h(W_h h)   (LN over all 3*H)
+    r = sigmoid(x_r + h_r),  z = sigmoid(x_z + h_z),  n = tanh(x_n + r * h_n)
+    h' = (1 - z) * n + z * h
+
+  LN as in `LayerNormLSTMCell`, but LN_h has a bias (it plays b_hn's part).
+  """
+  num_gates: ClassVar[int] = 3
+  init_bias = staticmethod(nn.initializers.zeros_init())
+
+  def setup_norms(self):
+    self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
+
+  def step_projected(self, h, x_proj):
+    hr, hz, hn = _split(self.recurrent(h), 3)
+    xr, xz, xn = _split(x_proj, 3)
+    r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    new_h = ((1.0 - z) * n + z * h).astype(jnp.float32)
+    return new_h, new_h
+
+
 # Cells a config can name (`config.model.cell`). Flax's own cells are here under
 # `flax_*`; any other importable cell class can be named by its dotted path.
 CELLS = {
     'gru': GRUCell,
     'lstm': LSTMCell,
+    'ln_gru': LayerNormGRUCell,
+    'ln_lstm': LayerNormLSTMCell,
     'flax_gru': nn.GRUCell,
     'flax_lstm': nn.LSTMCell,
     'flax_optimized_lstm': nn.OptimizedLSTMCell,

@@ -17,7 +17,7 @@ def default_config():
   c.seed = 0                     # seeds parameters, dropout and data order, in [0, 2**31)
 
   c.model = ml_collections.ConfigDict()
-  c.model.cell = 'gru'           # 'gru', 'lstm', a Flax cell ('flax_lstm', 'flax_gru', 'flax_optimized_lstm',
+  c.model.cell = 'gru'           # 'gru', 'lstm', layer-normalised 'ln_gru', 'ln_lstm', a Flax cell ('flax_lstm', 'flax_gru', 'flax_optimized_lstm',
                                  # 'flax_mgu', 'flax_simple'), or a cell class's dotted path ('pkg.module.Cell')
   c.model.impl = 'auto'          # time loop: 'fused' (hand-written backward), 'scan' (nn.scan, any cell), 'auto'
   c.model.hidden_size = 128      # units per layer

@@ -101,3 +101,41 @@ def torch_rnn_sequence(state_dict, x_tf):
       outs.append(np.array(hs[::-1] if suffix else hs))
     x_tf = np.concatenate(outs, -1)
   return x_tf
+
+
+def layer_norm(v, scale, bias=0.0, eps=1e-5):
+  return (v - v.mean()) / np.sqrt(v.var() + eps) * scale + bias
+
+
+def ln_lstm_sequence(x_tf, p):
+  """Layer-normalised LSTM (Ba et al. 2016) over one sequence, seqrnn's parameter names."""
+  p = {k: ({kk: np.asarray(vv, np.float64) for kk, vv in v.items()} if isinstance(v, dict)
+           else np.asarray(v, np.float64)) for k, v in p.items()}
+  hidden = p['recurrent_kernel'].shape[0]
+  h, c, outs = np.zeros(hidden), np.zeros(hidden), []
+  for x in x_tf:
+    gates = (layer_norm(x @ p['input_projection']['kernel'], p['input_norm']['scale'])
+             + layer_norm(h @ p['recurrent_kernel'], p['recurrent_norm']['scale']) + p['bias'])
+    i, f, g, o = np.split(gates, 4)
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(layer_norm(c, p['cell_norm']['scale'], p['cell_norm']['bias']))
+    outs.append(h)
+  return np.array(outs)
+
+
+def ln_gru_sequence(x_tf, p):
+  """Layer-normalised GRU (reset-after) over one sequence, seqrnn's parameter names."""
+  p = {k: ({kk: np.asarray(vv, np.float64) for kk, vv in v.items()} if isinstance(v, dict)
+           else np.asarray(v, np.float64)) for k, v in p.items()}
+  hidden = p['recurrent_kernel'].shape[0]
+  h, outs = np.zeros(hidden), []
+  for x in x_tf:
+    xr, xz, xn = np.split(layer_norm(x @ p['input_projection']['kernel'],
+                                     p['input_norm']['scale']) + p['bias'], 3)
+    hr, hz, hn = np.split(layer_norm(h @ p['recurrent_kernel'], p['recurrent_norm']['scale'],
+                                     p['recurrent_norm']['bias']), 3)
+    r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+    n = np.tanh(xn + r * hn)
+    h = (1 - z) * n + z * h
+    outs.append(h)
+  return np.array(outs)

@@ -100,3 +100,23 @@ def test_a_cell_without_a_hand_written_backward_trains_through_autodiff():
     params = layer.init(jax.random.key(0), x, lengths)
     grads.append(jax.grad(lambda p: layer.apply(p, x, lengths)[1].sum() ** 2)(params))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
+
+
+@pytest.mark.parametrize('cell, sequence_fn', [('ln_lstm', 'ln_lstm_sequence'),
+                                               ('ln_gru', 'ln_gru_sequence')])
+def test_layer_norm_cells_match_numpy_equations_step_by_step(cell, sequence_fn):
+  import reference
+  batch = random_batch(0, batch=5, time=9, lengths=[9, 1, 4, 7, 9])
+  model = build_model('labelling', tiny_model_config(cell, num_layers=2), num_classes=3)
+  params = model.init(jax.random.key(1), batch['inputs'], batch['lengths'])['params']
+  # Non-unit scales and non-zero biases, so that a misplaced one shows.
+  params = jax.tree.map(lambda p: p + 0.2 * np.random.default_rng(2).normal(size=p.shape), params)
+  layers = [params['encoder']['stack'][f'layer_{i}']['cell'] for i in range(2)]
+  outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'],
+                        method=lambda m, x, l: m.encoder(x, l, train=False))
+  for b, length in enumerate(batch['lengths']):
+    x = batch['inputs'][b, :length].astype(np.float64)
+    for layer in layers:
+      x = getattr(reference, sequence_fn)(x, layer)
+    np.testing.assert_allclose(outputs[b, :length], x, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(outputs[b, length:], 0.0)

@@ -44,6 +44,8 @@ OPTIONS = [
     ('classification', dict(cell='flax_gru', initial_carry='learned')),
     ('labelling', dict(cell='flax_mgu', residual=True)),
     ('labelling', dict(cell='flax_simple')),
+    ('classification', dict(cell='ln_lstm', pooling='mean')),
+    ('labelling', dict(cell='ln_gru', bidirectional=True)),
     ('labelling', dict(cell='experiments.custom_cell.MinimalRNNCell')),
     ('classification', dict(cell='gru', bidirectional=True)),
     ('labelling', dict(cell='lstm', bidirectional=True, merge='sum', residual=True)),
