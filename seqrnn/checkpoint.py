@@ -65,13 +65,15 @@ class Checkpoints:
     return state, {}
 
   def _move_aside(self, step):
-    path = self.directory / str(step)
-    aside = path.with_name(f'{step}.unusable')
-    n = 1
-    while aside.exists() and hosts.is_main():
-      n += 1
-      aside = path.with_name(f'{step}.unusable{n}')
+    """Renames checkpoint `step` to STEP.unusable[N] (process 0; the others wait).
+    Returns the new path on process 0, None elsewhere."""
+    aside = None
     if hosts.is_main():
+      path = self.directory / str(step)
+      aside, n = path.with_name(f'{step}.unusable'), 1
+      while aside.exists():
+        n += 1
+        aside = path.with_name(f'{step}.unusable{n}')
       path.rename(aside)  # Orbax ignores a directory whose name is not a step
     hosts.barrier(f'seqrnn-checkpoint-{step}-aside')
     self._manager.reload()
@@ -94,8 +96,8 @@ class Checkpoints:
 def digest(arrays):
   """SHA-256 of a pytree of arrays: every leaf's path, dtype, shape and bytes."""
   h = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(arrays)[0]:
-    a = np.asarray(hosts.local_value(leaf))
+  for path, leaf in jax.tree_util.tree_flatten_with_path(hosts.local_value(arrays))[0]:
+    a = np.asarray(leaf)
     h.update(f'{jax.tree_util.keystr(path)} {a.dtype} {a.shape}\n'.encode())
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()

@@ -35,6 +35,15 @@ def metric_records(workdir):
   return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'} for l in lines]
 
 
+def restore_checkpoint(directory, step=None):
+  """(step, the train state's arrays as saved) of an Orbax checkpoint directory;
+  the latest step unless `step` is given."""
+  import orbax.checkpoint as ocp
+  with ocp.CheckpointManager(directory) as m:
+    step = m.latest_step() if step is None else step
+    return step, m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+
+
 def tiny_model_config(cell='gru', **overrides):
   c = default_config().model
   c.cell = cell

@@ -4,10 +4,9 @@ import shutil
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from conftest import digits_config, metric_records
+from conftest import digits_config, metric_records, restore_checkpoint
 from seqrnn import train_and_evaluate
 from seqrnn.checkpoint import NoUsableCheckpoint
 
@@ -48,11 +47,6 @@ DAMAGE = {
 }
 
 
-def _params(directory, step):
-  with ocp.CheckpointManager(directory) as m:
-    return m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']['params']
-
-
 @pytest.mark.parametrize('damage', DAMAGE)
 def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
     trained, tmp_path, capfd, damage):
@@ -67,8 +61,8 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_o
   assert 'Traceback' not in err
   assert (workdir / 'checkpoints' / '20.unusable').is_dir()  # kept, for a look
   # Steps 11-20 were redone from step 10: the same run as one never damaged.
-  jax.tree.map(np.testing.assert_array_equal, _params(workdir / 'checkpoints', 30),
-               _params(whole / 'checkpoints', 30))
+  jax.tree.map(np.testing.assert_array_equal, restore_checkpoint(workdir / 'checkpoints', 30)[1],
+               restore_checkpoint(whole / 'checkpoints', 30)[1])
   assert metric_records(workdir) == metric_records(whole)
 
 

@@ -1,6 +1,5 @@
 """Nothing lost, nothing silent: kills, half-written checkpoints, NaNs, determinism."""
 
-import json
 import pathlib
 import shutil
 import signal
@@ -10,9 +9,9 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
+from conftest import metric_records, restore_checkpoint
 from experiments.configs import digits
 from seqrnn import train_and_evaluate
 from seqrnn.data import batching
@@ -31,17 +30,6 @@ def _config(**extra):
   return config
 
 
-def _records(workdir):
-  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
-  return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'} for l in lines]
-
-
-def _restore(directory, step=None):
-  with ocp.CheckpointManager(directory) as m:
-    step = m.latest_step() if step is None else step
-    return step, m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
-
-
 def _launch(workdir):
   args = [sys.executable, '-m', 'experiments.main', '--config=experiments/configs/digits.py',
           f'--workdir={workdir}'] + [f'--config.{k}={v}' for k, v in OVERRIDES.items()]
@@ -53,24 +41,24 @@ def test_sigkill_between_checkpoints_then_restart_equals_the_uninterrupted_run(t
   proc = _launch(killed)
   deadline = time.time() + 120
   while time.time() < deadline:  # kill once training is past a checkpoint
-    records = _records(killed) if (killed / 'metrics.jsonl').exists() else []
+    records = metric_records(killed) if (killed / 'metrics.jsonl').exists() else []
     if records and records[-1]['step'] >= 250:
       break
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  last_logged = _records(killed)[-1]['step']
+  last_logged = metric_records(killed)[-1]['step']
   assert last_logged < 1200, 'the run finished before it could be killed'
-  assert _restore(killed / 'checkpoints')[0] <= last_logged
+  assert restore_checkpoint(killed / 'checkpoints')[0] <= last_logged
 
   restarted = _launch(killed)
   assert restarted.wait(timeout=300) == 0, restarted.stderr.read().decode()[-2000:]
 
   whole = tmp_path / 'whole'
   train_and_evaluate(_config(), whole)  # also: another process, the same bits
-  jax.tree.map(np.testing.assert_array_equal, _restore(whole / 'checkpoints')[1],
-               _restore(killed / 'checkpoints')[1])
-  assert _records(killed) == _records(whole)  # no step missing or doubled
+  jax.tree.map(np.testing.assert_array_equal, restore_checkpoint(whole / 'checkpoints')[1],
+               restore_checkpoint(killed / 'checkpoints')[1])
+  assert metric_records(killed) == metric_records(whole)  # no step missing or doubled
 
 
 def test_a_half_written_checkpoint_is_not_taken_as_the_latest(tmp_path):
@@ -82,7 +70,7 @@ def test_a_half_written_checkpoint_is_not_taken_as_the_latest(tmp_path):
   shutil.rmtree(ckpts / '300.orbax-checkpoint-tmp-1234' / 'state')
   results = train_and_evaluate(_config(**{'train.num_steps': 300, 'train.keep_checkpoints': 3}),
                                tmp_path)
-  assert _restore(ckpts)[0] == 300
+  assert restore_checkpoint(ckpts)[0] == 300
   assert results['test']['accuracy'] > 0.5
 
 
@@ -106,27 +94,27 @@ def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
   with pytest.raises(FloatingPointError, match=r'non-finite loss, gradient or update at step 150;'
                                                r'.*latest step 100\) are untouched'):
     train_and_evaluate(_config(**{'train.num_steps': 400}), tmp_path)
-  step, state = _restore(tmp_path / 'checkpoints')
+  step, state = restore_checkpoint(tmp_path / 'checkpoints')
   assert step == 100
   monkeypatch.undo()
   clean = tmp_path / 'clean'
   train_and_evaluate(_config(**{'train.num_steps': 100}), clean)
-  jax.tree.map(np.testing.assert_array_equal, state, _restore(clean / 'checkpoints')[1])
+  jax.tree.map(np.testing.assert_array_equal, state, restore_checkpoint(clean / 'checkpoints')[1])
 
 
 def test_skip_nonfinite_skips_and_counts_the_bad_update(tmp_path, monkeypatch):
   _nan_batch_at(monkeypatch, 149)
   train_and_evaluate(_config(**{'train.num_steps': 200, 'train.skip_nonfinite': True}), tmp_path)
-  train = {r['step']: r for r in _records(tmp_path) if r['split'] == 'train'}
+  train = {r['step']: r for r in metric_records(tmp_path) if r['split'] == 'train'}
   assert train[100]['skipped_updates'] == 0 and train[150]['skipped_updates'] == 1
   assert np.isfinite(train[150]['loss'])
-  _, state = _restore(tmp_path / 'checkpoints')
+  _, state = restore_checkpoint(tmp_path / 'checkpoints')
   assert int(state['step']) == 200
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state['params']))
 
 
 def test_the_best_eval_state_is_kept_apart(tmp_path):
   train_and_evaluate(_config(**{'train.num_steps': 400, 'train.eval_every_steps': 100}), tmp_path)
-  evals = [r for r in _records(tmp_path) if r['split'] == 'eval']
+  evals = [r for r in metric_records(tmp_path) if r['split'] == 'eval']
   best_step = max(evals, key=lambda r: r['accuracy'])['step']  # first of equals
-  assert _restore(tmp_path / 'best')[0] == best_step
+  assert restore_checkpoint(tmp_path / 'best')[0] == best_step

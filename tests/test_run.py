@@ -12,14 +12,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import digits_config, metric_records
+from conftest import digits_config, metric_records, restore_checkpoint
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
-
-
-def _params(workdir, step):
-  with ocp.CheckpointManager(workdir / 'checkpoints') as m:
-    return m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']['params']
 
 
 def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
@@ -60,7 +55,9 @@ def test_sigterm_saves_the_current_step_and_the_resumed_run_equals_an_uninterrup
   monkeypatch.undo()
 
   train_and_evaluate(digits_config(40), parts)
-  jax.tree.map(np.testing.assert_array_equal, _params(whole, 40), _params(parts, 40))
+  jax.tree.map(np.testing.assert_array_equal,
+               restore_checkpoint(whole / 'checkpoints', 40)[1]['params'],
+               restore_checkpoint(parts / 'checkpoints', 40)[1]['params'])
   assert metric_records(parts) == metric_records(whole)  # no step missing, doubled or different
 
 

@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from conftest import digits_config, metric_records
+from conftest import digits_config, metric_records, restore_checkpoint
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
 from seqrnn.workdir import WorkdirInUse
@@ -30,11 +29,6 @@ def finished(tmp_path_factory):
 def _copy(finished, tmp_path):
   shutil.copytree(finished, tmp_path / 'run')
   return tmp_path / 'run'
-
-
-def _state(workdir, step):
-  with ocp.CheckpointManager(workdir / 'checkpoints') as m:
-    return m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
 
 
 def _snapshot(workdir):
@@ -103,7 +97,8 @@ def test_a_resume_trains_with_the_configs_weight_decay_not_the_checkpoints(tmp_p
   for name, decay in (('same', 0.0), ('changed', 0.5)):
     train_and_evaluate(config(10, 0.0), tmp_path / name)
     train_and_evaluate(config(20, decay), tmp_path / name)
-  changed, same = _state(tmp_path / 'changed', 20), _state(tmp_path / 'same', 20)
+  changed, same = (restore_checkpoint(tmp_path / name / 'checkpoints', 20)[1]
+                   for name in ('changed', 'same'))
   assert float(changed['opt_state'][1]['hyperparams']['weight_decay']) == 0.5
   assert float(same['opt_state'][1]['hyperparams']['weight_decay']) == 0.0
   head = lambda s: np.asarray(s['params']['head']['kernel'])
@@ -115,7 +110,7 @@ def test_switching_gradient_clipping_on_or_off_resumes(finished, tmp_path):
   config = digits_config(30)
   config.optim.grad_clip_norm = 0.0
   train_and_evaluate(config, workdir)
-  assert int(_state(workdir, 30)['step']) == 30
+  assert int(restore_checkpoint(workdir / 'checkpoints', 30)[1]['step']) == 30
 
 
 def test_a_signal_during_the_final_test_evaluation_stops_cleanly_and_the_restart_finishes(
