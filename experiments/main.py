@@ -54,6 +54,9 @@ def main(argv):
           f'(buckets {results["buckets"]})')
     for split in ('eval', 'test'):
       print(f'{split}: ' + ' '.join(f'{k}={v:.4f}' for k, v in results[split].items()))
+    if 'test_best' in results:
+      print(f'test of the best eval step ({results["best_step"]}): '
+            + ' '.join(f'{k}={v:.4f}' for k, v in results['test_best'].items()))
 
 
 if __name__ == '__main__':

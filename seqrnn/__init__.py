@@ -3,8 +3,11 @@
 The pieces, from one step to a whole run:
   cells        GRUCell, LSTMCell (Flax cells with a fast path), LayerNorm*Cell, CELLS,
                register_cell
-  layer        Recurrent: one cell over time, masked by lengths; loops 'fused' and 'scan'
-  stack        RNNStack: layers, dropout, bidirectional, residual, carries in and out
+  layer        Recurrent: one cell over time, masked by lengths; loops 'fused' and 'scan';
+               recurrent dropout and Zoneout
+  stack        RNNStack: layers, dropout (per step or variational), bidirectional, residual,
+               carries in and out
+  words        WordEmbedding (word-type and word dropout), CharEncoder (cnn or lstm)
   models       Classifier (pooling 'last'/'mean'/'max'), Labeller, build_model
   tasks        classification, labelling: (logits, batch) -> metrics
   train        train_step, eval_step, create_train_state, make_optimizer
@@ -17,12 +20,13 @@ from seqrnn import hosts
 from seqrnn.batch import validate_batch
 from seqrnn.cells import (CELLS, GRUCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell,
                           LSTMState, make_cell, register_cell)
-from seqrnn.layer import Recurrent, reverse_padded, time_mask
+from seqrnn.layer import Recurrent, Zoneout, reverse_padded, time_mask
 from seqrnn.models import Classifier, Encoder, Labeller, build_model, pool
 from seqrnn.stack import RNNStack
 from seqrnn.tasks import TASKS, classification, get_task, labelling
 from seqrnn.torch_weights import from_torch
 from seqrnn.train import TrainState, create_train_state, eval_step, make_optimizer, train_step
+from seqrnn.words import CharEncoder, WordEmbedding
 
 __version__ = '0.2.0'
 

@@ -7,6 +7,8 @@ A batch (and a whole data set split) is a dict of numpy arrays:
   labels   int [batch] (classification) or [batch, time] (labelling);
            values at padded steps are ignored
   weights  optional float [batch]: 0 marks a padding example
+  chars    optional int [batch, time, max_chars]: each token's character ids,
+           0 past the word's end (token inputs only)
 """
 
 import jax.numpy as jnp
@@ -14,7 +16,7 @@ import numpy as np
 
 
 def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=None,
-                   name='batch'):
+                   num_chars=None, name='batch'):
   """Raises ValueError naming the array, the value found and what was expected."""
   for key in ('inputs', 'lengths', 'labels'):
     if key not in batch:
@@ -68,6 +70,16 @@ def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=No
   if bad.any():
     raise ValueError(f'{name}["labels"] holds {labels[bad][0]} at index '
                      f'{_where(bad)}; expected labels in [0, {num_classes})')
+  if 'chars' in batch:
+    chars = np.asarray(batch['chars'])
+    if (chars.ndim != 3 or chars.shape[:2] != (batch_size, num_steps)
+        or not np.issubdtype(chars.dtype, np.integer)):
+      raise ValueError(f'{name}["chars"] has shape {chars.shape} and dtype {chars.dtype}; '
+                       f'expected int [{batch_size}, {num_steps}, max_chars]')
+    bad = (chars < 0) | (chars >= (num_chars or np.iinfo(chars.dtype).max))
+    if bad.any():
+      raise ValueError(f'{name}["chars"] holds character id {chars[bad][0]} at index '
+                       f'{_where(bad)}; expected ids in [0, {num_chars})')
   if 'weights' in batch and np.asarray(batch['weights']).shape != (batch_size,):
     raise ValueError(f'{name}["weights"] has shape {np.asarray(batch["weights"]).shape}; '
                      f'expected [{batch_size}]')

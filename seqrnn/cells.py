@@ -10,7 +10,10 @@ ours by a transpose: see `seqrnn.torch_weights`).
 
 What the built-in cells add, optional extras a loop may use:
   cell.project(x)                      -> x @ W_i + b_i, for every timestep at once
-  cell.step_projected(carry, x_proj_t) -> (carry, y): the step after the projection
+  cell.step_projected(carry, x_proj_t, recurrent_mask=None) -> (carry, y): the step
+                                       after the projection; `recurrent_mask` [batch, H]
+                                       multiplies h where the recurrent matmul reads it
+                                       (variational dropout, Gal & Ghahramani 2016)
   cell.recurrent_params()              -> (w_h [H, G*H], b_h [G*H]) in the compute dtype
 and, for the fused loop's hand-written backward pass (`seqrnn.layer`):
   Cell.step(w_h, b_h, carry, x_gates)         -> (carry, residuals)
@@ -97,10 +100,11 @@ class _FusedCell(_ProjectedCell):
   def recurrent_params(self):
     return self.recurrent_kernel.astype(self.dtype), self.recurrent_bias.astype(self.dtype)
 
-  def step_projected(self, carry, x_proj):
+  def step_projected(self, carry, x_proj, recurrent_mask=None):
     """One step from the projected input x_proj [batch, G*H]: (new carry, output)."""
     w_h, b_h = self.recurrent_params()
-    new, _ = self.step(w_h, b_h, carry, tuple(_split(x_proj, self.num_gates)))
+    h_read = None if recurrent_mask is None else self.output(carry) * recurrent_mask
+    new, _ = self.step(w_h, b_h, carry, tuple(_split(x_proj, self.num_gates)), h_read)
     return new, self.output(new)
 
   @staticmethod
@@ -127,8 +131,9 @@ class GRUCell(_FusedCell):
     return carry
 
   @staticmethod
-  def step(w_h, b_h, h, x_gates):
-    h_proj = h.astype(w_h.dtype) @ w_h + b_h
+  def step(w_h, b_h, h, x_gates, h_read=None):
+    """`h_read`, if given, replaces h in the recurrent matmul only."""
+    h_proj = (h if h_read is None else h_read).astype(w_h.dtype) @ w_h + b_h
     xr, xz, xn = x_gates
     hr, hz, hn = _split(h_proj, 3)
     r = jax.nn.sigmoid(xr + hr)
@@ -187,9 +192,10 @@ class LSTMCell(_FusedCell):
     return carry.hidden
 
   @staticmethod
-  def step(w_h, b_h, carry, x_gates):
+  def step(w_h, b_h, carry, x_gates, h_read=None):
+    """`h_read`, if given, replaces h in the recurrent matmul (its only use)."""
     h, c = carry
-    hi, hf, hg, ho = _split(h.astype(w_h.dtype) @ w_h + b_h, 4)
+    hi, hf, hg, ho = _split((h if h_read is None else h_read).astype(w_h.dtype) @ w_h + b_h, 4)
     xi, xf, xg, xo = x_gates
     i, f = jax.nn.sigmoid(xi + hi), jax.nn.sigmoid(xf + hf)
     g, o = jnp.tanh(xg + hg), jax.nn.sigmoid(xo + ho)
@@ -235,6 +241,10 @@ class _LayerNormCell(_ProjectedCell):
 
 
 
+def _masked(h, mask):
+  return h if mask is None else h * mask
+
+
 class LayerNormLSTMCell(_LayerNormCell):
   """LSTM with layer normalisation (Ba, Kiros and Hinton, 2016):
 
@@ -254,9 +264,9 @@ class LayerNormLSTMCell(_LayerNormCell):
     self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, dtype=self.dtype)
     self.cell_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
 
-  def step_projected(self, carry, x_proj):
+  def step_projected(self, carry, x_proj, recurrent_mask=None):
     h, c = carry
-    i, f, g, o = _split(x_proj + self.recurrent(h), 4)
+    i, f, g, o = _split(x_proj + self.recurrent(_masked(h, recurrent_mask)), 4)
     new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(jnp.float32)
     new_h = (jax.nn.sigmoid(o) * jnp.tanh(self.cell_norm(new_c))).astype(jnp.float32)
     return LSTMState(new_h, new_c), new_h
@@ -280,8 +290,8 @@ class LayerNormGRUCell(_LayerNormCell):
   def setup_norms(self):
     self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
 
-  def step_projected(self, h, x_proj):
-    hr, hz, hn = _split(self.recurrent(h), 3)
+  def step_projected(self, h, x_proj, recurrent_mask=None):
+    hr, hz, hn = _split(self.recurrent(_masked(h, recurrent_mask)), 3)
     xr, xz, xn = _split(x_proj, 3)
     r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)

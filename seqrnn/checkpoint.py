@@ -27,33 +27,50 @@ class Checkpoints:
   """Saves and restores a TrainState's arrays, plus a small JSON dict of the
   loop's host-side state (e.g. the metrics of a half-finished logging window)."""
 
-  def __init__(self, directory, keep):
+  def __init__(self, directory, keep, read_only=False):
+    """`keep`: checkpoints kept (None: all). `read_only`: for looking at a run's
+    checkpoints (e.g. to evaluate one): nothing is created, moved or deleted."""
     self.directory = pathlib.Path(directory)
+    self.read_only = read_only
+    if read_only and not self.directory.is_dir():
+      raise FileNotFoundError(f'{self.directory} holds no checkpoints (not a directory)')
     self._manager = ocp.CheckpointManager(
         directory, item_names=('state', 'loop'),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+                                             read_only=read_only,
                                              enable_async_checkpointing=False))
 
   def latest_step(self):
     return self._manager.latest_step()
 
-  def restore_latest(self, state):
-    """(state with the latest usable checkpoint's arrays, its loop dict), or (state, {})
-    if there is no checkpoint. Unusable ones are moved aside, each said in one line."""
+  def restore(self, state, step=None):
+    """(state with a checkpoint's arrays, its loop dict): checkpoint `step`, or the
+    latest usable one. With no checkpoint at all: (state, {}) if `step` is None.
+
+    An unusable checkpoint (it fails to restore, or its arrays fail the digest)
+    is moved aside, said in one line, and the one before it is tried; a named
+    `step`, or a read-only directory, raises NoUsableCheckpoint instead.
+    """
     steps = sorted(self._manager.all_steps(), reverse=True)
+    if step is not None and step not in steps:
+      raise NoUsableCheckpoint(f'{self.directory} has no checkpoint of step {step} '
+                               f'(it has {sorted(steps)})')
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state))
-    for step in steps:
+    for s in steps if step is None else [step]:
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
+        restored = self._manager.restore(s, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), loop=ocp.args.JsonRestore()))
         loop = dict(restored['loop'])
         if loop.get('sha256') != digest(restored['state']):
           raise ValueError('its arrays do not match the SHA-256 digest saved with them')
       except Exception as e:  # noqa: BLE001 - any damage makes the checkpoint unusable
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        aside = self._move_aside(step)
+        if step is not None or self.read_only:
+          raise NoUsableCheckpoint(f'checkpoint {self.directory / str(s)} is unusable '
+                                   f'({reason[:200]})') from e
+        aside = self._move_aside(s)
         if hosts.is_main():
-          sys.stderr.write(f'checkpoint {self.directory / str(step)} is unusable '
+          sys.stderr.write(f'checkpoint {self.directory / str(s)} is unusable '
                            f'({reason[:200]}); moved to {aside.name}, trying the one before it\n')
         continue
       return state.replace(**restored['state']), loop

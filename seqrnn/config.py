@@ -8,6 +8,7 @@ out-of-range values with a message naming the field, before any work starts.
 import difflib
 import math
 
+import jax
 import ml_collections
 
 
@@ -22,8 +23,16 @@ def default_config():
   c.model.impl = 'auto'          # time loop: 'fused' (hand-written backward), 'scan' (nn.scan, any cell), 'auto'
   c.model.hidden_size = 128      # units per layer
   c.model.num_layers = 1         # stacked recurrent layers
-  c.model.dropout_rate = 0.0     # dropout on each layer's output during training, in [0, 1)
+  c.model.dropout_rate = 0.0     # dropout on each layer's output during training, a mask per step, in [0, 1)
+  c.model.variational_dropout = 0.0  # one mask per sequence on each layer's input, its recurrent state and the top output
+  c.model.zoneout_hidden = 0.0   # zoneout: each hidden unit keeps its previous value with this probability
+  c.model.zoneout_cell = 0.0     # zoneout of an LSTM's cell state
   c.model.embed_dim = 64         # embedding size, used only when inputs are tokens
+  c.model.embed_dropout = 0.0    # tokens: drop whole word types (one draw per type and batch), in [0, 1)
+  c.model.word_dropout = 0.0     # tokens: replace each word by the unknown word with this probability
+  c.model.char_encoder = 'none'  # tokens: each word's characters through 'lstm' (a BiLSTM) or 'cnn', joined to its embedding
+  c.model.char_embed_dim = 32    # character embedding size
+  c.model.char_hidden_size = 64  # character encoder units (per direction for 'lstm')
   c.model.dtype = 'float32'      # computation dtype ('float32' or 'bfloat16'); parameters stay float32
   c.model.unroll = 1             # timesteps per iteration of the scanned loop
   c.model.bidirectional = False  # each layer also reads each sequence backwards from its last real step
@@ -44,6 +53,11 @@ def default_config():
   c.data.train_on_one_fold = False  # ocr: train on `fold` and test on the other nine
   c.data.series = 'JapaneseVowels'  # uea: the UEA/UCR data set's name
   c.data.tag_column = 'upos'     # treebanks: CoNLL-U column to predict, 'upos' or 'xpos'
+  c.data.max_word_chars = 20     # treebanks: characters kept of each word (longer words are cut)
+  c.data.frame_size = 1          # float series: read this many consecutive steps as one step; 0 picks it
+                                 # from the lengths (the longest training series in at most 64 steps)
+  c.data.frame_stride = 0        # steps between frames' starts; 0 means frame_size (no overlap)
+  c.data.eval_fraction = 0.15    # uea: training series held out for eval; 0 evaluates on the training split
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'          # 'adam', 'adamw' or 'sgd'
@@ -95,6 +109,7 @@ _CHOICES = {
     'model.merge': ('concat', 'sum'),
     'model.initial_carry': ('zeros', 'learned'),
     'model.pooling': ('last', 'mean', 'max'),
+    'model.char_encoder': ('none', 'lstm', 'cnn'),
     'model.dtype': ('float32', 'bfloat16'),
     'data.tag_column': ('upos', 'xpos'),
     'train.best_metric': ('accuracy', 'sequence_accuracy'),
@@ -102,10 +117,14 @@ _CHOICES = {
     'optim.schedule': ('constant', 'cosine'),
 }
 _POSITIVE = ('model.hidden_size', 'model.num_layers', 'model.embed_dim', 'model.unroll',
+             'model.char_embed_dim', 'model.char_hidden_size', 'data.max_word_chars',
              'data.batch_size', 'data.eval_batch_size', 'data.num_buckets', 'data.min_count',
              'optim.learning_rate', 'train.num_steps', 'train.log_every_steps',
              'train.eval_every_steps', 'train.checkpoint_every_steps', 'train.keep_checkpoints')
-_NON_NEGATIVE = ('optim.warmup_steps', 'optim.grad_clip_norm', 'optim.weight_decay')
+_NON_NEGATIVE = ('optim.warmup_steps', 'optim.grad_clip_norm', 'optim.weight_decay',
+                 'data.frame_size', 'data.frame_stride')
+_RATES = ('model.dropout_rate', 'model.variational_dropout', 'model.zoneout_hidden',
+          'model.zoneout_cell', 'model.embed_dropout', 'model.word_dropout')  # in [0, 1)
 
 
 def _flatten(config, prefix=''):
@@ -164,8 +183,11 @@ def validate_config(config):
       raise ValueError(f'config.{name}={fields[name]!r} must be >= 0')
   if fields['train.best_metric'] == 'sequence_accuracy' and fields['task'] != 'labelling':
     raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
-  if not 0.0 <= fields['model.dropout_rate'] < 1.0:
-    raise ValueError(f'config.model.dropout_rate={fields["model.dropout_rate"]!r} must be in [0, 1)')
+  for name in _RATES:
+    if not 0.0 <= fields[name] < 1.0:
+      raise ValueError(f'config.{name}={fields[name]!r} must be in [0, 1)')
+  if not 0.0 <= fields['data.eval_fraction'] < 1.0:
+    raise ValueError(f'config.data.eval_fraction={fields["data.eval_fraction"]!r} must be in [0, 1)')
   from seqrnn.cells import make_cell  # imports a cell named by its dotted path
   try:
     cell = make_cell(fields['model.cell'], 1)
@@ -177,6 +199,23 @@ def validate_config(config):
       raise ValueError(f"config.model.impl='fused' needs a cell with a hand-written backward "
                        f"pass ('gru', 'lstm'); config.model.cell={fields['model.cell']!r} has "
                        f"none: use 'scan' or 'auto'")
+  regularised = fields['model.variational_dropout'] > 0 or fields['model.zoneout_hidden'] > 0 \
+      or fields['model.zoneout_cell'] > 0
+  if regularised and fields['model.impl'] == 'fused':
+    raise ValueError("config.model.variational_dropout and zoneout run in the scan loop: set "
+                     "config.model.impl to 'scan' or 'auto'")
+  if fields['model.variational_dropout'] > 0 and not hasattr(cell, 'step_projected'):
+    raise ValueError(f'config.model.variational_dropout needs a cell whose step takes a '
+                     f'recurrent mask (gru, lstm, ln_gru, ln_lstm); config.model.cell='
+                     f'{fields["model.cell"]!r} has none')
+  if fields['model.zoneout_hidden'] > 0 or fields['model.zoneout_cell'] > 0:
+    from seqrnn.cells import LSTMState
+    carry = cell.initialize_carry(jax.random.key(0), (1, 1))
+    if not isinstance(carry, LSTMState) and (fields['model.zoneout_cell'] > 0
+                                             or not hasattr(carry, 'shape')):
+      raise ValueError(f'config.model.zoneout_* needs seqrnn\'s LSTMState carry (lstm, '
+                       f'ln_lstm) or a carry that is h alone (zoneout_hidden only); '
+                       f'config.model.cell={fields["model.cell"]!r} has another')
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
   if fields['optim.warmup_steps'] > fields['train.num_steps']:
@@ -189,7 +228,9 @@ def validate_config(config):
 # train state, or which examples are train, eval and test (a model would be tested
 # on data it trained on), or the seeded order of the batches already seen.
 FIXED_FIELDS = ('task', 'seed', 'model.cell', 'model.hidden_size', 'model.num_layers',
-                'model.embed_dim', 'model.bidirectional', 'model.merge', 'model.residual',
+                'model.embed_dim', 'model.char_encoder', 'model.char_embed_dim',
+                'model.char_hidden_size', 'data.frame_size', 'data.frame_stride',
+                'data.eval_fraction', 'model.bidirectional', 'model.merge', 'model.residual',
                 'model.initial_carry', 'model.pooling', 'data.name', 'data.path', 'data.lowercase',
                 'data.min_count', 'data.tag_column', 'data.fold', 'data.train_on_one_fold',
                 'data.series', 'optim.name')
@@ -199,6 +240,19 @@ def resume_conflicts(saved, config):
   """Fields of FIXED_FIELDS where the flat dict `saved` and `config` differ."""
   new = _flatten(config)
   return {f: (saved.get(f), new[f]) for f in FIXED_FIELDS if saved.get(f) != new[f]}
+
+
+def from_flat_dict(flat):
+  """The config of a flat {'group.field': value} dict (e.g. a run's config.json);
+  fields the schema has gained since keep their defaults."""
+  config = default_config()
+  for name, value in flat.items():
+    *groups, field = name.split('.')
+    node = config
+    for g in groups:
+      node = node[g]
+    node[field] = type(node[field])(value) if isinstance(node[field], tuple) else value
+  return config
 
 
 def to_flat_dict(config):

@@ -14,18 +14,35 @@
 
 Both mask the same way: past `lengths[b]` the carry of sequence b is frozen and
 its outputs are zero, so the final carry is the carry at the last real step.
+
+The scan loop also regularises the recurrent state, each off by default:
+variational recurrent dropout (one mask per sequence on the h the recurrent
+matmul reads, Gal & Ghahramani 2016) and zoneout (Krueger et al. 2016: each
+unit of h, and of an LSTM's c, keeps its previous value with probability p in
+training; at evaluation the expectation p * old + (1 - p) * new).
 """
 
 import functools
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from seqrnn.cells import LSTMState
+
 
 def time_mask(lengths_b, num_steps):
   """`[time, batch, 1]` booleans, True at the real steps `t < lengths[b]`."""
   return (jnp.arange(num_steps)[:, None] < lengths_b[None, :])[..., None]
+
+
+def per_step_bernoulli(key, p, num_steps, shape):
+  """Booleans [num_steps, *shape], True with probability p; step t's from
+  `fold_in(key, t)`, so a step's draw does not depend on how many steps follow
+  (padding changes no mask a real step sees)."""
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(num_steps))
+  return jax.vmap(lambda k: jax.random.bernoulli(k, p, shape))(keys)
 
 
 def _select(mask, new, old):
@@ -128,25 +145,57 @@ def reverse_padded(x_tb, lengths_b):
   return jnp.take_along_axis(x_tb, idx, axis=0)
 
 
-def _scan_body(cell, carry, inputs, hoisted):
-  x_t, real = inputs
-  new, y = cell.step_projected(carry, x_t) if hoisted else cell(carry, x_t)
+class Zoneout(NamedTuple):
+  """Zoneout probabilities of the carry's hidden state and (LSTM) cell state."""
+  hidden: float = 0.0
+  cell: float = 0.0
+
+
+def _zoneout(old, new, rates, keep_old):
+  """The carry after zoneout. `keep_old`: None at evaluation (the expectation),
+  else per-step booleans shaped like the carry's leaves (True: keep the old value)."""
+  def one(o, n, rate, keep):
+    if not rate:
+      return n
+    if keep is None:
+      return (rate * o + (1.0 - rate) * n).astype(n.dtype)
+    return jnp.where(keep, o, n)
+  if isinstance(new, LSTMState):
+    keep = keep_old or (None, None)
+    return LSTMState(one(old.hidden, new.hidden, rates.hidden, keep[0]),
+                     one(old.cell, new.cell, rates.cell, keep[1]))
+  return one(old, new, rates.hidden, None if keep_old is None else keep_old[0])
+
+
+def _scan_body(cell, carry, inputs, recurrent_mask, hoisted, zoneout):
+  x_t, real, keep_old = inputs
+  if recurrent_mask is not None:
+    new, y = cell.step_projected(carry, x_t, recurrent_mask)
+  else:
+    new, y = cell.step_projected(carry, x_t) if hoisted else cell(carry, x_t)
+  if zoneout != Zoneout():
+    new = _zoneout(carry, new, zoneout, keep_old)
+    y = new.hidden if isinstance(new, LSTMState) else new  # the output is the zoned-out h
   return _select(real, new, carry), jnp.where(real, y, jnp.zeros((), y.dtype))
 
 
-def scan_cell(cell, xs, mask, carry0, unroll=1):
+def scan_cell(cell, xs, mask, carry0, unroll=1, *, recurrent_mask=None, zoneout=Zoneout(),
+              zoneout_keep=None):
   """The scan loop: `flax.linen.scan` of any Flax cell over xs [time, batch, in].
 
-  Call it inside a module's compact method with a bound `cell`. Returns
-  (final carry, outputs [time, batch, out]).
+  Call it inside a module's compact method with a bound `cell`.
+  `recurrent_mask` [batch, H] is passed to each step (`cell.step_projected`);
+  `zoneout` gives the rates and `zoneout_keep` the training masks (a pair of
+  [time, batch, H] booleans or None, for h and c), None at evaluation.
+  Returns (final carry, outputs [time, batch, out]).
   """
   hoisted = hasattr(cell, 'project') and hasattr(cell, 'step_projected')
   if hoisted:  # one [time*batch, in] x [in, gates] matmul instead of one per step
     xs = cell.project(xs)
-  scan = nn.scan(functools.partial(_scan_body, hoisted=hoisted),
+  scan = nn.scan(functools.partial(_scan_body, hoisted=hoisted, zoneout=zoneout),
                  variable_broadcast='params', split_rngs={'params': False, 'dropout': True},
-                 in_axes=0, out_axes=0, unroll=unroll)
-  return scan(cell, carry0, (xs, mask))
+                 in_axes=(0, nn.broadcast), out_axes=0, unroll=unroll)
+  return scan(cell, carry0, (xs, mask, zoneout_keep), recurrent_mask)
 
 
 IMPLS = ('auto', 'scan', 'fused')
@@ -161,15 +210,26 @@ class Recurrent(nn.Module):
   results. `reverse` reads each sequence backwards from its own last real
   step (outputs are put back in forward order). `learned_initial_carry`
   makes the zero carry a parameter.
+
+  `recurrent_dropout` and `zoneout` (see the module docstring) need the scan
+  loop ('auto' takes it when either is on) and a cell that supports them:
+  recurrent dropout a `step_projected(carry, x_proj, recurrent_mask)` (seqrnn's
+  cells), zoneout a carry that is h alone or an `LSTMState`. Their masks come
+  from the 'dropout' RNG when `train` is True: the recurrent mask one per
+  sequence, the zoneout masks one per step from `fold_in(key, t)`, t counted in
+  the sequence's own reading order (the scan's step: a reversed sequence is read
+  from its last real step), so padding changes no mask a real step sees.
   """
   cell: nn.Module
   impl: str = 'auto'
   reverse: bool = False
   learned_initial_carry: bool = False
   unroll: int = 1
+  recurrent_dropout: float = 0.0
+  zoneout: Zoneout = Zoneout()
 
   @nn.compact
-  def __call__(self, x_tbf, lengths_b, initial_carry=None):
+  def __call__(self, x_tbf, lengths_b, initial_carry=None, *, train=False):
     """x_tbf: [time, batch, in]; lengths_b: int [batch]; initial_carry: the cell's
     carry for [batch] sequences, or None for the (zero or learned) initial carry.
 
@@ -184,15 +244,43 @@ class Recurrent(nn.Module):
       x_tbf = reverse_padded(x_tbf, lengths_b)
     if initial_carry is None:
       initial_carry = self._initial_carry(x_tbf.shape[1:])
-    if _resolve_impl(self.impl, self.cell) == 'fused':
+    regularised = self.recurrent_dropout > 0 or self.zoneout != Zoneout()
+    if _resolve_impl(self.impl, self.cell, regularised) == 'fused':
       w_h, b_h = self.cell.recurrent_params()
       carry, outputs = recurrence(type(self.cell), w_h, b_h, self.cell.project(x_tbf), mask,
                                   initial_carry, self.unroll)
     else:
-      carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll)
+      recurrent_mask, keep = self._masks(initial_carry, x_tbf.shape[0], train)
+      carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll,
+                                 recurrent_mask=recurrent_mask, zoneout=self.zoneout,
+                                 zoneout_keep=keep)
     if self.reverse:
       outputs = reverse_padded(outputs, lengths_b)
     return carry, outputs
+
+  def _masks(self, carry, num_steps, train):
+    """(recurrent dropout mask [batch, H] or None, zoneout's keep masks or None)."""
+    lstm = isinstance(carry, LSTMState)
+    if self.zoneout != Zoneout() and not (lstm or isinstance(carry, jax.Array)):
+      raise ValueError(f'zoneout needs a carry that is h alone or an LSTMState; '
+                       f'{type(self.cell).__name__} has {jax.tree.structure(carry)}')
+    if self.recurrent_dropout > 0 and not hasattr(self.cell, 'step_projected'):
+      raise ValueError(f'variational recurrent dropout needs a cell whose step takes a '
+                       f'recurrent mask (step_projected(carry, x_proj, recurrent_mask): '
+                       f'seqrnn\'s gru, lstm, ln_gru, ln_lstm); {type(self.cell).__name__} '
+                       f'has none')
+    h = carry.hidden if lstm else carry
+    recurrent_mask = keep = None
+    if train and self.recurrent_dropout > 0:
+      rate = self.recurrent_dropout
+      recurrent_mask = (jax.random.bernoulli(self.make_rng('dropout'), 1.0 - rate, h.shape)
+                        / (1.0 - rate)).astype(h.dtype)
+    if train and self.zoneout != Zoneout():
+      key = self.make_rng('dropout')
+      keep = tuple(None if not rate else per_step_bernoulli(jax.random.fold_in(key, i), rate,
+                                                            num_steps, h.shape)
+                   for i, rate in enumerate(self.zoneout))
+    return recurrent_mask, keep
 
   def _initial_carry(self, input_shape):
     zeros = self.cell.initialize_carry(jax.random.key(0), input_shape)  # zero-filled: key unused
@@ -205,10 +293,13 @@ class Recurrent(nn.Module):
     return jax.tree.unflatten(tree, learned)
 
 
-def _resolve_impl(impl, cell):
+def _resolve_impl(impl, cell, regularised=False):
   if impl not in IMPLS:
     raise ValueError(f'impl={impl!r} is not one of {list(IMPLS)}')
-  fused = has_fused_loop(cell)
+  if impl == 'fused' and regularised:
+    raise ValueError("recurrent dropout and zoneout run in the scan loop: use impl='scan' or "
+                     "'auto' (model.impl)")
+  fused = has_fused_loop(cell) and not regularised
   if impl == 'fused' and not fused:
     raise ValueError(f'impl=\'fused\' needs a cell with a hand-written backward pass '
                      f'(seqrnn\'s GRUCell, LSTMCell); {type(cell).__name__} has none: use '

@@ -11,8 +11,9 @@ class MetricLog:
   """Appends {'step', 'split', ...metrics} lines; resumes without duplicates.
 
   Opened at `start_step` (the step of the restored checkpoint), it first drops
-  the lines a killed run wrote after that checkpoint, and the test lines, since
-  the resumed run writes them again.
+  the lines a killed run wrote after that checkpoint, and the test lines (split
+  'test', the last step's, and 'test_best', the best eval step's), since the
+  resumed run writes them again.
   """
 
   def __init__(self, workdir, start_step):
@@ -24,7 +25,7 @@ class MetricLog:
           record = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a kill
           continue
-        if record['step'] <= start_step and record['split'] != 'test':
+        if record['step'] <= start_step and record['split'] not in ('test', 'test_best'):
           kept.append(line + '\n')
     tmp = self.path.with_suffix('.tmp')
     tmp.write_text(''.join(kept))

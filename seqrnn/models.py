@@ -7,22 +7,23 @@ import jax.numpy as jnp
 
 from seqrnn.layer import time_mask
 from seqrnn.stack import RNNStack
+from seqrnn.words import WordEmbedding
 
 POOLINGS = ('last', 'mean', 'max')
 
 
 class Encoder(nn.Module):
   """Float features `[batch, time, features]`, or int tokens `[batch, time]`
-  through an embedding of `embed_dim` (when `vocab_size` is set), then the stack.
+  (with their characters `chars` [batch, time, max_chars] where the embedding
+  reads them) through `words`, then the stack.
   """
   stack: RNNStack
-  vocab_size: Optional[int] = None
-  embed_dim: int = 64
+  words: Optional[WordEmbedding] = None
 
   @nn.compact
-  def __call__(self, inputs, lengths_b, *, train):
-    if self.vocab_size is not None:
-      inputs = nn.Embed(self.vocab_size, self.embed_dim, name='embed')(inputs)
+  def __call__(self, inputs, lengths_b, *, train, chars=None):
+    if self.words is not None:
+      inputs = self.words(inputs, chars, train=train)
     outputs_bth, _ = self.stack(inputs, lengths_b, train=train)
     return outputs_bth
 
@@ -53,8 +54,8 @@ class Classifier(nn.Module):
   pooling: str = 'last'
 
   @nn.compact
-  def __call__(self, inputs, lengths_b, *, train=False):
-    outputs_bth = self.encoder(inputs, lengths_b, train=train)
+  def __call__(self, inputs, lengths_b, *, train=False, chars=None):
+    outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
     stack = self.encoder.stack
     if stack.bidirectional:
       if stack.merge == 'sum' and stack.merge_top:
@@ -82,13 +83,26 @@ class Labeller(nn.Module):
   num_classes: int
 
   @nn.compact
-  def __call__(self, inputs, lengths_b, *, train=False):
-    outputs_bth = self.encoder(inputs, lengths_b, train=train)
+  def __call__(self, inputs, lengths_b, *, train=False, chars=None):
+    outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
     return nn.Dense(self.num_classes, name='head')(outputs_bth.astype(jnp.float32))
 
 
-def build_model(task, model_config, *, num_classes, vocab_size=None):
-  """The model for `task` ('classification' | 'labelling') from `config.model`."""
+def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=None):
+  """The model for `task` ('classification' | 'labelling') from `config.model`;
+  token inputs (`vocab_size`) are embedded, with their characters (`num_chars`
+  ids) where `model.char_encoder` reads them."""
+  m = model_config
+  if m.char_encoder != 'none' and not num_chars:
+    raise ValueError(f'config.model.char_encoder={m.char_encoder!r} reads the characters of '
+                     f'each word, and this data set has none (only treebanks, data.name '
+                     f"'conllu' or 'turkish_pos', do); set config.model.char_encoder='none'")
+  words = None
+  if vocab_size is not None:
+    words = WordEmbedding(vocab_size, m.embed_dim, embed_dropout=m.embed_dropout,
+                          word_dropout=m.word_dropout, num_chars=num_chars or 0,
+                          char_encoder=m.char_encoder, char_embed_dim=m.char_embed_dim,
+                          char_hidden_size=m.char_hidden_size)
   classify = task == 'classification'
   stack = RNNStack(cell=model_config.cell, hidden_size=model_config.hidden_size,
                    num_layers=model_config.num_layers,
@@ -97,8 +111,10 @@ def build_model(task, model_config, *, num_classes, vocab_size=None):
                    impl=model_config.impl, bidirectional=model_config.bidirectional,
                    merge=model_config.merge, merge_top=not classify,
                    residual=model_config.residual,
-                   learned_initial_carry=model_config.initial_carry == 'learned')
-  encoder = Encoder(stack, vocab_size=vocab_size, embed_dim=model_config.embed_dim)
+                   learned_initial_carry=model_config.initial_carry == 'learned',
+                   variational_dropout=m.variational_dropout,
+                   zoneout_hidden=m.zoneout_hidden, zoneout_cell=m.zoneout_cell)
+  encoder = Encoder(stack, words)
   if classify:
     return Classifier(encoder, num_classes, pooling=model_config.pooling)
   return Labeller(encoder, num_classes)

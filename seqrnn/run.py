@@ -5,6 +5,7 @@ import pathlib
 import signal
 import threading
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -17,7 +18,7 @@ from seqrnn import data as data_lib
 from seqrnn import hosts
 from seqrnn import workdir as workdir_lib
 from seqrnn.batch import validate_batch
-from seqrnn.checkpoint import Checkpoints
+from seqrnn.checkpoint import Checkpoints, NoUsableCheckpoint
 from seqrnn.data import batching
 from seqrnn.metrics_log import MetricLog, NoLog
 from seqrnn.models import build_model
@@ -59,9 +60,11 @@ def load_and_check_data(config):
   """The Dataset of `config.data`, every split validated against the model's needs."""
   dataset = data_lib.load(config.data)
   for name, split in dataset.splits.items():
+    if config.model.char_encoder == 'none':
+      split.pop('chars', None)  # read by nothing: not batched, not sent to the devices
     validate_batch(split, task=config.task, num_classes=dataset.num_classes,
                    num_features=dataset.num_features, vocab_size=dataset.vocab_size,
-                   name=f'data set {config.data.name!r} split {name!r}')
+                   num_chars=dataset.num_chars, name=f'data set {config.data.name!r} split {name!r}')
   return dataset
 
 
@@ -97,7 +100,15 @@ def use_compilation_cache(directory):
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
-def _train_and_evaluate(config, workdir):
+class _Setup(NamedTuple):
+  dataset: Any
+  buckets: tuple
+  state: Any      # a fresh train state, replicated over every device
+  put: Callable   # a process's share of a global batch -> sharded global arrays
+
+
+def _setup(config):
+  """Data, buckets and a fresh train state for `config`, on every device."""
   use_compilation_cache(config.train.compilation_cache)
   dataset = load_and_check_data(config)
   num_devices = jax.device_count()
@@ -105,9 +116,71 @@ def _train_and_evaluate(config, workdir):
     if config.data[field] % num_devices:
       raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
                        f'{num_devices} devices the batch is sharded over')
-  train_split = dataset.splits['train']
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
   buckets = batching.bucket_lengths(all_lengths, config.data.num_buckets)
+  model = build_model(config.task, config.model, num_classes=dataset.num_classes,
+                      vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+  init_key = jax.random.split(jax.random.key(config.seed))[0]
+  state = create_train_state(init_key, model, batching.train_batch(
+      dataset.splits['train'], 0, batch_size=config.data.batch_size, buckets=buckets,
+      seed=config.seed), make_optimizer(config.optim, config.train.num_steps),
+                             get_task(config.task))
+  # Every device of every process holds the whole state; batches are split by rows.
+  mesh = Mesh(jax.devices(), ('data',))
+  rows = NamedSharding(mesh, P('data'))
+
+  def put(batch):
+    return {k: jax.make_array_from_process_local_data(rows, v) for k, v in batch.items()}
+
+  return _Setup(dataset, buckets, jax.device_put(state, NamedSharding(mesh, P())), put)
+
+
+def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
+  """Metrics of `state` on `split` (a whole split dict), each process reading its
+  share; raises Preempted(on_stop()) between batches once `stop` is set."""
+  total = None
+  for batch in batching.eval_batches(split, batch_size=config.data.eval_batch_size,
+                                     buckets=buckets, process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    if stop is not None and hosts.any_process(stop.is_set()):
+      raise Preempted(on_stop())
+    total = accumulate(total, _jit_eval(state, put(batch)))
+  return summarize(hosts.local_value(total))
+
+
+_jit_eval = jax.jit(eval_step)
+
+
+def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
+  """Metrics of a saved state of the run in `workdir`, with the config it runs.
+
+  `checkpoint`: 'best' (the best eval step's state, WORKDIR/best), 'latest', or a
+  step number of WORKDIR/checkpoints. Writes nothing. Returns (step, metrics).
+  """
+  workdir = pathlib.Path(workdir)
+  flat = workdir_lib.saved_config(workdir)
+  if flat is None:
+    raise FileNotFoundError(f'{workdir} holds no run (no config.json)')
+  config = config_lib.from_flat_dict(flat)
+  setup = _setup(config)
+  sub = 'best' if checkpoint == 'best' else 'checkpoints'
+  checkpoints = Checkpoints((workdir / sub).absolute(), None, read_only=True)
+  try:
+    step = None if checkpoint in ('best', 'latest') else int(checkpoint)
+    state, loop = checkpoints.restore(setup.state, step)
+  finally:
+    checkpoints.close()
+  if not loop:
+    raise NoUsableCheckpoint(f'{workdir / sub} holds no checkpoint yet')
+  if split not in setup.dataset.splits:
+    raise ValueError(f'split={split!r} is not one of {sorted(setup.dataset.splits)}')
+  return int(hosts.local_value(state.step)), _evaluate(
+      state, setup.dataset.splits[split], config, setup.buckets, setup.put)
+
+
+def _train_and_evaluate(config, workdir):
+  dataset, buckets, state, put = _setup(config)
+  train_split = dataset.splits['train']
   batch_args = dict(batch_size=config.data.batch_size, buckets=buckets, seed=config.seed,
                     process_index=jax.process_index(), process_count=jax.process_count())
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
@@ -117,31 +190,20 @@ def _train_and_evaluate(config, workdir):
   _say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
        f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}, '
        f'of evaluation {eval_padding:.3f}')
-
-  model = build_model(config.task, config.model, num_classes=dataset.num_classes,
-                      vocab_size=dataset.vocab_size)
-  init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(init_key, model, batching.train_batch(train_split, 0, **batch_args),
-                             make_optimizer(config.optim, config.train.num_steps),
-                             get_task(config.task))
-  # Every device of every process holds the whole state; batches are split by rows.
-  mesh = Mesh(jax.devices(), ('data',))
-  state = jax.device_put(state, NamedSharding(mesh, P()))
-  rows = NamedSharding(mesh, P('data'))
+  if dataset.splits['eval'] is train_split:
+    _say('the eval split is the training split (data.eval_fraction=0): eval metrics are '
+         'training metrics without dropout, and the test line is the model of the last step')
+  dropout_key = jax.random.split(jax.random.key(config.seed))[1]
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
   best = Checkpoints((workdir / 'best').absolute(), 1)
-  restored, loop = checkpoints.restore_latest(state)
+  restored, loop = checkpoints.restore(state)
   # The config's hyperparameters, not the checkpoint's, from here on.
   state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
   start = int(hosts.local_value(state.step))
   if hosts.is_main():
     _report_start(workdir, config, start)
 
-  def put(batch):
-    return {k: jax.make_array_from_process_local_data(rows, v) for k, v in batch.items()}
-
   jit_train = jax.jit(train_step, donate_argnums=0)
-  jit_eval = jax.jit(eval_step)
   compiled = {}  # the train step for each input shape
 
   def train_on(state, batch, rng, bar):
@@ -156,19 +218,14 @@ def _train_and_evaluate(config, workdir):
       bar.unpause()  # the rate and the time left exclude compilation
     return compiled[shape](state, batch, rng)
 
-  def evaluate(split, stop=None):
+  def evaluate(split, stop=None, state_now=None):
     """Metrics of `split`; raises Preempted between batches once `stop` is set."""
-    total = None
-    for batch in batching.eval_batches(dataset.splits[split], batch_size=config.data.eval_batch_size,
-                                       buckets=buckets, process_index=jax.process_index(),
-                                       process_count=jax.process_count()):
-      if stop is not None and hosts.any_process(stop.is_set()):
-        raise Preempted(f'stopped by a signal during the final {split} evaluation; the '
-                        f'checkpoint of step {last_step} is saved in '
-                        f'{workdir / "checkpoints"}; run again with the same --workdir to '
-                        f'evaluate it')
-      total = accumulate(total, jit_eval(state, put(batch)))
-    return summarize(hosts.local_value(total))
+    return _evaluate(state if state_now is None else state_now, dataset.splits[split], config,
+                     buckets, put, stop, on_stop=lambda: (
+                         f'stopped by a signal during the final {split} evaluation; the '
+                         f'checkpoint of step {last_step} is saved in '
+                         f'{workdir / "checkpoints"}; run again with the same --workdir to '
+                         f'evaluate it'))
 
   log = MetricLog(workdir, start) if hosts.is_main() else NoLog()
   last_step = start
@@ -255,6 +312,14 @@ def _train_and_evaluate(config, workdir):
       results['eval'] = results.get('eval') or evaluate('eval', stop)
       results['test'] = evaluate('test', stop)
       log.write(last_step, 'test', results['test'])
+      # The test metrics of the best eval step's state too: an overfitting run's
+      # last step is not its best.
+      best_step = best.latest_step()
+      if best_step is not None:
+        results['best_step'] = best_step
+        results['test_best'] = (results['test'] if best_step == last_step else
+                                evaluate('test', stop, best.restore(state)[0]))
+        log.write(best_step, 'test_best', results['test_best'])
   finally:
     log.close()
     checkpoints.close()

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn.cells import make_cell
-from seqrnn.layer import Recurrent, time_mask
+from seqrnn.layer import Recurrent, Zoneout, per_step_bernoulli, time_mask
 
 
 def dropout(key, x_tbh, rate):
@@ -18,9 +18,15 @@ def dropout(key, x_tbh, rate):
   `rate` may be a traced scalar (e.g. one per model under `vmap`).
   """
   keep = 1.0 - rate
-  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(x_tbh.shape[0]))
-  masks = jax.vmap(lambda k: jax.random.bernoulli(k, keep, x_tbh.shape[1:]))(keys)
+  masks = per_step_bernoulli(key, keep, x_tbh.shape[0], x_tbh.shape[1:])
   return jnp.where(masks, x_tbh / keep, 0).astype(x_tbh.dtype)
+
+
+def sequence_dropout(key, x_tbh, rate):
+  """Variational dropout: one mask per sequence [batch, width], the same at every step."""
+  keep = 1.0 - rate
+  mask = jax.random.bernoulli(key, keep, x_tbh.shape[1:])
+  return jnp.where(mask, x_tbh / keep, 0).astype(x_tbh.dtype)
 
 
 class RNNStack(nn.Module):
@@ -39,7 +45,12 @@ class RNNStack(nn.Module):
     whatever `merge` says (for pooling each direction on its own).
   - `residual`: a layer whose output is as wide as its input adds its input.
   - `learned_initial_carry`: the initial carry of each layer is a parameter.
-  Dropout is drawn from the 'dropout' RNG collection when `train` is True.
+  - `variational_dropout` (Gal & Ghahramani 2016): one mask per sequence,
+    constant over time, on each layer's input, on its recurrent state (the h
+    its recurrent matmul reads) and on the top layer's output.
+  - `zoneout_hidden`, `zoneout_cell` (Krueger et al. 2016): see `seqrnn.layer`.
+  Both need the scan loop ('auto' takes it). Dropout is drawn from the
+  'dropout' RNG collection when `train` is True; evaluation is deterministic.
   """
   cell: Any = 'gru'
   hidden_size: int = 128
@@ -53,6 +64,9 @@ class RNNStack(nn.Module):
   merge_top: bool = True
   residual: bool = False
   learned_initial_carry: bool = False
+  variational_dropout: float = 0.0
+  zoneout_hidden: float = 0.0
+  zoneout_cell: float = 0.0
 
   @nn.compact
   def __call__(self, x_btf, lengths_b, *, train, initial_carries=None):
@@ -73,26 +87,34 @@ class RNNStack(nn.Module):
     x = jnp.where(mask, jnp.transpose(x_btf, (1, 0, 2)), 0).astype(self.dtype)
     initial_carries = initial_carries or [None] * self.num_layers
 
+    variational = train and self.variational_dropout > 0
+
     def layer(i, reverse):
       return Recurrent(make_cell(self.cell, self.hidden_size, self.dtype), impl=self.impl,
                        reverse=reverse, learned_initial_carry=self.learned_initial_carry,
-                       unroll=self.unroll, name=f'layer_{i}_backward' if reverse else f'layer_{i}')
+                       unroll=self.unroll, recurrent_dropout=self.variational_dropout,
+                       zoneout=Zoneout(self.zoneout_hidden, self.zoneout_cell),
+                       name=f'layer_{i}_backward' if reverse else f'layer_{i}')
 
     carries = []
     for i in range(self.num_layers):
+      if variational:
+        x = sequence_dropout(self.make_rng('dropout'), x, self.variational_dropout)
       if self.bidirectional:
         start_f, start_b = initial_carries[i] or (None, None)
-        carry_f, y_f = layer(i, False)(x, lengths_b, start_f)
-        carry_b, y_b = layer(i, True)(x, lengths_b, start_b)
+        carry_f, y_f = layer(i, False)(x, lengths_b, start_f, train=train)
+        carry_b, y_b = layer(i, True)(x, lengths_b, start_b, train=train)
         carry = (carry_f, carry_b)
         concat = self.merge == 'concat' or (i == self.num_layers - 1 and not self.merge_top)
         y = jnp.concatenate([y_f, y_b], -1) if concat else y_f + y_b
       else:
-        carry, y = layer(i, False)(x, lengths_b, initial_carries[i])
+        carry, y = layer(i, False)(x, lengths_b, initial_carries[i], train=train)
       if train and self.dropout_rate > 0:
         y = dropout(self.make_rng('dropout'), y, self.dropout_rate)
       if self.residual and y.shape[-1] == x.shape[-1]:
         y = y + x
       x = y
       carries.append(carry)
+    if variational:
+      x = sequence_dropout(self.make_rng('dropout'), x, self.variational_dropout)
     return jnp.transpose(x, (1, 0, 2)), carries

@@ -59,10 +59,16 @@ def with_hyperparams_of(opt_state, fresh_opt_state):
       opt_state, fresh_opt_state, is_leaf=is_injected)
 
 
+def model_args(batch):
+  """The positional and keyword arguments a model takes from `batch`: inputs,
+  lengths and, where the batch has them, each word's characters `chars`."""
+  return (batch['inputs'], batch['lengths']), {k: batch[k] for k in ('chars',) if k in batch}
+
+
 def create_train_state(key, model, example_batch, tx, task):
   """Initialises parameters from `key` with shapes taken from `example_batch`."""
-  params = model.init({'params': key}, example_batch['inputs'], example_batch['lengths'],
-                      train=False)['params']
+  args, kwargs = model_args(example_batch)
+  params = model.init({'params': key}, *args, **kwargs, train=False)['params']
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx, task=task)
 
 
@@ -82,9 +88,11 @@ def train_step(state, batch, rng):
   """
   key = jax.random.fold_in(rng, state.step)
 
+  args, kwargs = model_args(batch)
+
   def loss_fn(params):
-    logits = state.apply_fn({'params': params}, batch['inputs'], batch['lengths'],
-                            train=True, rngs={'dropout': key})
+    logits = state.apply_fn({'params': params}, *args, **kwargs, train=True,
+                            rngs={'dropout': key})
     metrics = state.task(logits, batch)
     loss_sum, count = metrics['loss']
     return loss_sum / count, (metrics, batch_is_valid(batch, num_classes=logits.shape[-1]))
@@ -111,6 +119,6 @@ def _all_finite(tree):
 
 def eval_step(state, batch):
   """Metrics of `state` on `batch` without dropout, as {'name': (sum, count)}."""
-  logits = state.apply_fn({'params': state.params}, batch['inputs'], batch['lengths'],
-                          train=False)
+  args, kwargs = model_args(batch)
+  logits = state.apply_fn({'params': state.params}, *args, **kwargs, train=False)
   return state.task(logits, batch)

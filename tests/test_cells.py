@@ -51,10 +51,10 @@ def test_token_inputs_go_through_the_embedding():
   tokens = np.array([[3, 4, 10, 0], [1, 2, 0, 0]], np.int32)
   lengths = np.array([3, 2], np.int32)
   params = model.init(jax.random.key(0), tokens, lengths)['params']
-  assert params['encoder']['embed']['embedding'].shape == (11, 6)
+  assert params['encoder']['words']['embed']['embedding'].shape == (11, 6)
   assert model.apply({'params': params}, tokens, lengths).shape == (2, 4, 3)
   layer = params['encoder']['stack']['layer_0']
-  table = np.asarray(params['encoder']['embed']['embedding'], np.float64)
+  table = np.asarray(params['encoder']['words']['embed']['embedding'], np.float64)
   out = model.apply({'params': params}, tokens, lengths,
                     method=lambda m, x, l: m.encoder(x, l, train=False))
   np.testing.assert_allclose(out[0, :3], stack_sequence('gru', [layer], table[tokens[0, :3]]),

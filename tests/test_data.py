@@ -288,3 +288,46 @@ def test_a_missing_uea_set_says_where_it_was_looked_for(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"config.data.series='NoSuchSet' could not be "
                                               r"loaded: \w+Error: .*NoSuchSet_TRAIN.ts"):
     timeseries.load(config)
+
+
+def test_frames_read_consecutive_steps_as_one_and_zero_fill_the_last():
+  from seqrnn.data.dataset import frames
+  x = np.arange(1, 2 * 11 * 2 + 1, dtype=np.float32).reshape(2, 11, 2)
+  split = {'inputs': x, 'lengths': np.array([11, 3], np.int32), 'labels': np.array([0, 1])}
+  out = frames(split, 4, 4)
+  assert list(out['lengths']) == [3, 1] and out['inputs'].shape == (2, 3, 8)
+  np.testing.assert_array_equal(out['inputs'][0, 1], x[0, 4:8].ravel())
+  np.testing.assert_array_equal(out['inputs'][0, 2], np.r_[x[0, 8:11].ravel(), 0, 0])
+  np.testing.assert_array_equal(out['inputs'][1, 0], np.r_[x[1, :3].ravel(), 0, 0])
+  overlapping = frames(split, 4, 2)  # starts 0, 2, 4, 6, 8: the last covers step 10
+  assert list(overlapping['lengths']) == [5, 1]
+  np.testing.assert_array_equal(overlapping['inputs'][0, 4], np.r_[x[0, 8:11].ravel(), 0, 0])
+  # 1,460 steps in frames of 8 are 183 steps; frame_size=0 picks 23 (64 steps).
+  long = {'inputs': np.zeros((1, 1460, 1), np.float32), 'lengths': np.array([1460], np.int32)}
+  assert list(frames(long, 8, 8)['lengths']) == [183]
+  from seqrnn.data import auto_frame_size
+  assert [auto_frame_size([n]) for n in (24, 64, 65, 251, 1460)] == [1, 1, 2, 4, 23]
+
+
+def test_uea_without_an_eval_fraction_trains_on_the_whole_training_split(tmp_path):
+  pytest.importorskip('aeon')
+  (tmp_path / 'Toy').mkdir()
+  for split in ('TRAIN', 'TEST'):
+    (tmp_path / 'Toy' / f'Toy_{split}.ts').write_text(TS)
+  config = default_config().data
+  config.name, config.series, config.path, config.eval_fraction = 'uea', 'Toy', str(tmp_path), 0.0
+  data = timeseries.load(config)
+  assert data.splits['eval'] is data.splits['train'] and len(data.splits['train']['labels']) == 2
+  config.frame_size = 2
+  from seqrnn.data import load
+  framed = load(config)
+  assert framed.splits['eval'] is framed.splits['train'] and framed.num_features == 4
+  assert list(framed.splits['test']['lengths']) == [2, 1]
+
+
+def test_frames_are_refused_for_tokens_and_per_step_labels():
+  config = default_config().data
+  config.name, config.frame_size = 'turkish_pos', 4
+  from seqrnn.data import load
+  with pytest.raises(ValueError, match='frame_size=4: frames are for float series .* token inputs'):
+    load(config)

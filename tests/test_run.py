@@ -26,7 +26,8 @@ def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
   records = metric_records(tmp_path)
   assert [r['step'] for r in records if r['split'] == 'train'] == list(range(10, 151, 10))
   assert [r['step'] for r in records if r['split'] == 'eval'] == [50, 100, 150]
-  assert [r['split'] for r in records if r['step'] == 150] == ['train', 'eval', 'test']
+  assert [r['split'] for r in records if r['step'] == 150] == ['train', 'eval', 'test',
+                                                               'test_best']
   assert list(tmp_path.glob('events.out.tfevents.*'))
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [140, 150]
   with ocp.CheckpointManager(tmp_path / 'checkpoints') as m:
@@ -87,3 +88,40 @@ def test_compiled_steps_go_to_the_configured_persistent_cache(tmp_path):
   train_and_evaluate(config, tmp_path / 'run')
   entries = [p.name for p in (tmp_path / 'cache').iterdir()]
   assert any(name.startswith('jit_train_step') for name in entries), entries
+
+
+def test_the_ud_tagger_trains_on_any_treebank_directory_and_reports_unseen_words(tmp_path):
+  from experiments.configs import ud_pos
+  from seqrnn.data import conllu
+  sentences = [s for p in conllu.turkish_files() for s in conllu.read_conllu(p)][:300]
+  for name, part in (('train', sentences[:200]), ('dev', sentences[200:250]),
+                     ('test', sentences[250:])):
+    lines = ['\n'.join(f'{i + 1}\t{w}\t_\t{t}\t_\t_\t_\t_\t_\t_' for i, (w, t) in
+                       enumerate(zip(*s))) + '\n' for s in part]
+    (tmp_path / f'xx_tb-ud-{name}.conllu').write_text('\n'.join(lines))
+  config = ud_pos.get_config('debug')
+  config.data.path = str(tmp_path)
+  results = train_and_evaluate(config, tmp_path / 'run')
+  assert {'accuracy', 'unknown_accuracy', 'sequence_accuracy'} <= set(results['test'])
+  assert results['test']['accuracy'] > 0.3  # 14 tags; the most frequent is about 0.3
+
+
+def test_the_best_eval_steps_state_is_tested_too_and_any_saved_state_can_be_evaluated(tmp_path):
+  from seqrnn.checkpoint import NoUsableCheckpoint
+  from seqrnn.run import evaluate_checkpoint
+  config = digits_config(60, eval_every_steps=20)
+  config.optim.learning_rate = 0.2  # so large that the best eval step is not the last
+  results = train_and_evaluate(config, tmp_path)
+  records = metric_records(tmp_path)
+  evals = [r for r in records if r['split'] == 'eval']
+  best = max(evals, key=lambda r: r['accuracy'])
+  (test_best,) = [r for r in records if r['split'] == 'test_best']
+  assert test_best['step'] == best['step'] == results['best_step'] < 60
+  step, metrics = evaluate_checkpoint(tmp_path, 'best')
+  assert step == best['step'] and metrics['accuracy'] == test_best['accuracy']
+  (test_last,) = [r for r in records if r['split'] == 'test']
+  assert evaluate_checkpoint(tmp_path, 'latest')[1]['accuracy'] == test_last['accuracy']
+  step, metrics = evaluate_checkpoint(tmp_path, '50', split='eval')
+  assert step == 50
+  with pytest.raises(NoUsableCheckpoint, match=r'has no checkpoint of step 7 \(it has \[50, 60\]\)'):
+    evaluate_checkpoint(tmp_path, '7')

@@ -101,7 +101,7 @@ def test_nan_and_inf_in_padded_steps_are_accepted_but_not_at_real_steps():
 
 
 @pytest.mark.parametrize('name', ['digits', 'fashion_mnist', 'japanese_vowels', 'ocr',
-                                  'turkish_pos'])
+                                  'turkish_pos', 'ud_pos'])
 def test_every_experiment_config_refuses_an_unknown_variant(name):
   module = importlib.import_module(f'experiments.configs.{name}')
   validate_config(module.get_config('debug'))
@@ -133,3 +133,31 @@ def test_mistyped_override_flags_are_named_with_a_suggestion():
   assert errors == ['--config.model.cel=lstm: config.model.cel is not a config field; '
                     'did you mean config.model.cell?',
                     '--config.zzz=1: config.zzz is not a config field']
+
+
+def test_the_uea_config_takes_a_set_name_and_refuses_an_unknown_variant():
+  from experiments.configs import uea
+  config = uea.get_config('ArrowHead,debug')
+  validate_config(config)
+  assert config.data.series == 'ArrowHead' and config.train.num_steps == 20
+  with pytest.raises(ValueError, match=r"unknown config variant 'degub'"):
+    uea.get_config('ArrowHead,degub')
+
+
+def test_regularisers_the_fused_loop_or_the_cell_cannot_run_are_refused_naming_the_field():
+  config = default_config()
+  config.model.zoneout_cell = 0.1
+  config.model.impl = 'fused'
+  with pytest.raises(ValueError, match=r"zoneout run in the scan loop: set config.model.impl"):
+    validate_config(config)
+  config.model.impl, config.model.cell = 'auto', 'gru'
+  with pytest.raises(ValueError, match=r"zoneout_\* needs seqrnn's LSTMState carry"):
+    validate_config(config)
+  config.model.zoneout_cell, config.model.variational_dropout = 0.0, 0.2
+  config.model.cell = 'flax_gru'
+  with pytest.raises(ValueError, match=r"variational_dropout needs a cell whose step takes a "
+                                       r"recurrent mask .* config.model.cell=.flax_gru. has none"):
+    validate_config(config)
+  config.model.variational_dropout, config.model.embed_dropout = 0.0, 1.0
+  with pytest.raises(ValueError, match=r'config.model.embed_dropout=1.0 must be in \[0, 1\)'):
+    validate_config(config)

@@ -1,7 +1,11 @@
 """Part-of-speech tagging from CoNLL-U (Universal Dependencies) files.
 
 Words become token ids through a vocabulary built on the training split:
-id 0 pads, id 1 is the out-of-vocabulary word.
+id 0 pads, id 1 is the out-of-vocabulary word. Each word also becomes its
+character ids `chars` [sentences, time, max_chars] (the original spelling, case
+kept whatever `data.lowercase` says; id 0 pads, id 1 is a character unseen in
+training), truncated to `data.max_word_chars`: a word seen nowhere in training
+still has a spelling for a character-aware model to read.
 """
 
 import collections
@@ -62,9 +66,27 @@ def _norm(word, lowercase):
   return word.lower() if lowercase else word
 
 
-def encode(sentences, vocab, tag_ids, lowercase=False, seen=None):
-  """Sentences -> a padded split dict (token ids, lengths, tag ids, and, when the set
-  of training words `seen` is given, `unknown`: True at words never seen in training)."""
+def build_char_vocab(sentences):
+  """{character: id} of the characters of the training words, ids from 2."""
+  return {c: i + 2 for i, c in enumerate(sorted({c for ws, _ in sentences for w in ws for c in w}))}
+
+
+def encode_chars(sentences, char_vocab, width):
+  """Character ids [sentences, longest sentence, width], the first `width`
+  characters of each word, 0 at padding (words past a sentence's end,
+  characters past a word's end)."""
+  out = np.zeros((len(sentences), max(len(ws) for ws, _ in sentences), width), np.int32)
+  for i, (words, _) in enumerate(sentences):
+    for j, w in enumerate(words):
+      out[i, j, :min(len(w), width)] = [char_vocab.get(c, OOV) for c in w[:width]]
+  return out
+
+
+def encode(sentences, vocab, tag_ids, lowercase=False, seen=None, char_vocab=None,
+           char_width=0):
+  """Sentences -> a padded split dict (token ids, lengths, tag ids; when the set
+  of training words `seen` is given, `unknown`: True at words never seen in
+  training; when `char_vocab` is given, `chars`, see `encode_chars`)."""
   tokens = [np.array([vocab.get(_norm(w, lowercase), OOV) for w in words], np.int32)
             for words, _ in sentences]
   unknown = [tags for _, tags in sentences if set(tags) - set(tag_ids)]
@@ -78,6 +100,8 @@ def encode(sentences, vocab, tag_ids, lowercase=False, seen=None):
   if seen is not None:
     split['unknown'], _ = pad_sequences(
         [np.array([_norm(w, lowercase) not in seen for w in words]) for words, _ in sentences], bool)
+  if char_vocab is not None:
+    split['chars'] = encode_chars(sentences, char_vocab, char_width)
   return split
 
 
@@ -96,10 +120,15 @@ def make_dataset(train, eval_, test, data_config, sources=None):
     raise DataFileError(f'the train split{where.get("train", "")} has a single '
                         f'{data_config.tag_column} tag {tags}: nothing to learn')
   tag_ids = {t: i for i, t in enumerate(tags)}
-  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase, seen) for name, s in named}
+  char_vocab = build_char_vocab(train)
+  # One width for all splits (one compiled shape): the longest word, up to the cap.
+  width = min(max(len(w) for _, s in named for ws, _ in s for w in ws),
+              data_config.max_word_chars)
+  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase, seen, char_vocab, width)
+            for name, s in named}
   del splits['train']['unknown']  # every training word is seen
   return Dataset(splits=splits, num_classes=len(tags), vocab_size=len(vocab) + 2,
-                 class_names=tuple(tags))
+                 class_names=tuple(tags), num_chars=len(char_vocab) + 2)
 
 
 def load_directory(data_config):

@@ -14,6 +14,7 @@ class Dataset:
   num_classes: int
   num_features: Optional[int] = None   # float inputs [N, time, num_features]
   vocab_size: Optional[int] = None     # token inputs [N, time]
+  num_chars: Optional[int] = None      # character ids 'chars' [N, time, max_chars] of each token
   class_names: tuple = ()
 
 
@@ -38,3 +39,19 @@ def split_indices(n, fractions, seed):
 def take(split, idx):
   """Rows `idx` of every array of a split."""
   return {k: v[idx] for k, v in split.items()}
+
+
+def frames(split, size, stride):
+  """Each float sequence read `size` steps at a time, frames starting `stride`
+  steps apart: inputs [N, T, F] -> [N, T', size * F], a sequence of length L
+  becoming ceil(max(L - size, 0) / stride) + 1 frames (1,460 steps in frames of
+  8 are 183 steps), its last frame zero-filled past L."""
+  x, lengths = split['inputs'], split['lengths']
+  n, t, f = x.shape
+  new_lengths = ((np.maximum(lengths - size, 0) + stride - 1) // stride + 1).astype(np.int32)
+  num_frames = int(new_lengths.max())
+  x = np.pad(x, ((0, 0), (0, max((num_frames - 1) * stride + size - t, 0)), (0, 0)))
+  x = np.where((np.arange(x.shape[1])[None, :] < lengths[:, None])[..., None], x, 0)
+  steps = np.arange(num_frames)[:, None] * stride + np.arange(size)[None, :]  # [T', size]
+  return dict(split, inputs=x[:, steps].reshape(n, num_frames, size * f).astype(x.dtype),
+              lengths=new_lengths)

@@ -11,7 +11,12 @@ from seqrnn.data.dataset import Dataset, pad_sequences, split_indices, take
 
 def load(data_config):
   """`config.data.series` (e.g. 'JapaneseVowels'): channels per step, true lengths kept,
-  each channel standardised with the mean and std of the training split's real steps."""
+  each channel standardised with the mean and std of the training split's real steps.
+
+  The archives have no validation split: `data.eval_fraction` of the training
+  series are held out as 'eval', or with 0 the 'eval' split *is* the training
+  split (the published protocol: train on all of it for a fixed number of steps).
+  """
   try:
     from aeon.datasets import load_classification
   except ImportError as e:
@@ -39,9 +44,13 @@ def load(data_config):
   for split in splits.values():
     real = np.arange(split['inputs'].shape[1])[None, :] < split['lengths'][:, None]
     split['inputs'] = np.where(real[..., None], (split['inputs'] - mean) / std, 0).astype(np.float32)
-  eval_idx, train_idx = split_indices(len(train['labels']), (0.15, 0.85), seed=0)
-  splits['eval'] = take(splits['train'], eval_idx)
-  splits['train'] = take(splits['train'], train_idx)
+  if data_config.eval_fraction > 0:
+    eval_idx, train_idx = split_indices(
+        len(train['labels']), (data_config.eval_fraction, 1 - data_config.eval_fraction), seed=0)
+    splits['eval'] = take(splits['train'], eval_idx)
+    splits['train'] = take(splits['train'], train_idx)
+  else:  # the archives' protocol: train on all of it, no model selection on held-out data
+    splits['eval'] = splits['train']
   return Dataset(splits=splits, num_classes=len(classes),
                  num_features=splits['train']['inputs'].shape[2],
                  class_names=tuple(str(c) for c in classes))

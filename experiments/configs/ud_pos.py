@@ -1,0 +1,39 @@
+"""Part-of-speech tagging of any Universal Dependencies treebank: the reference tagger.
+
+  python -m experiments.main --config=experiments/configs/ud_pos.py --workdir=/tmp/ud \
+      --config.data.path=DIR    # DIR holds *-ud-train.conllu, *-ud-dev.conllu, *-ud-test.conllu
+
+A bidirectional 2-layer LSTM over word embeddings joined to a character
+encoder of each word (a width-3 convolution with max-pooling; Plank et al.
+2016 use a character BiLSTM: on the Turkish treebanks both reached the same
+accuracy and the CNN trained 3x faster, see the README), so that words unseen
+in training are read from their spelling. The run prints per-token,
+unseen-word and whole-sentence accuracy. `--config.data.tag_column=xpos`
+predicts the treebank's own tags. `:debug` is a seconds-long smoke run.
+"""
+
+from seqrnn.config import apply_variant, debug_variant, default_config
+
+
+def get_config(arg=None):
+  c = default_config()
+  c.task = 'labelling'
+  c.data.name = 'conllu'
+  c.data.batch_size = 32
+  c.data.lowercase = True       # word ids; the characters keep their case
+  c.data.min_count = 2          # singletons train the out-of-vocabulary embedding
+  c.model.cell = 'lstm'
+  c.model.hidden_size = 128
+  c.model.num_layers = 2
+  c.model.bidirectional = True
+  c.model.embed_dim = 128
+  c.model.char_encoder = 'cnn'
+  c.model.embed_dropout = 0.2    # whole word types dropped: +1.0 point on Turkish tokens
+  c.model.char_embed_dim = 32
+  c.model.char_hidden_size = 64
+  c.model.dropout_rate = 0.3
+  c.optim.learning_rate = 3e-3
+  c.train.num_steps = 1500
+  c.train.eval_every_steps = 500
+  c.train.checkpoint_every_steps = 500
+  return apply_variant(c, arg, {'debug': debug_variant})

@@ -1,0 +1,95 @@
+"""Token inputs: a word embedding with word-type and word dropout, and a
+character-aware word encoder (Plank et al. 2016; Lample et al. 2016).
+
+Every random choice here is made per word type or per (sequence, step) with the
+step's own key, `fold_in(key, t)`, so padding changes no mask a real word sees.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seqrnn.layer import per_step_bernoulli
+from seqrnn.stack import RNNStack
+
+CHAR_ENCODERS = ('none', 'lstm', 'cnn')
+
+
+class CharEncoder(nn.Module):
+  """One vector per word from its characters.
+
+  'lstm': a bidirectional one-layer LSTM over each word's real characters, its
+  forward carry after the last character and backward carry after the first,
+  concatenated (2 * hidden_size). 'cnn': a width-3 convolution over the
+  characters (padding characters are zero vectors, as is the convolution's own
+  edge padding), then the max over the real characters (hidden_size).
+  Either way a word's vector depends only on its own characters.
+  """
+  num_chars: int
+  kind: str = 'lstm'
+  embed_dim: int = 32
+  hidden_size: int = 64
+
+  @nn.compact
+  def __call__(self, chars_btc):
+    """chars: int [batch, time, chars], 0 past each word's end (a padded word is
+    all zeros). Returns [batch, time, width]."""
+    batch, time, width = chars_btc.shape
+    chars_nc = chars_btc.reshape(batch * time, width)
+    lengths_n = (chars_nc > 0).sum(-1)
+    real_nc1 = (chars_nc > 0)[..., None]
+    x_nce = jnp.where(real_nc1, nn.Embed(self.num_chars, self.embed_dim, name='char_embed')(chars_nc), 0)
+    if self.kind == 'lstm':
+      # A padded word (no characters) reads one zero character; its vector is never used.
+      stack = RNNStack(cell='lstm', hidden_size=self.hidden_size, bidirectional=True,
+                       name='char_lstm')
+      _, (carries,) = stack(x_nce, jnp.maximum(lengths_n, 1), train=False)
+      out = jnp.concatenate([carries[0].hidden, carries[1].hidden], -1)
+    elif self.kind == 'cnn':
+      y = nn.relu(nn.Conv(self.hidden_size, (3,), padding='SAME', name='char_conv')(x_nce))
+      out = jnp.where(real_nc1, y, -jnp.inf).max(1)
+      out = jnp.where(lengths_n[:, None] > 0, out, 0)
+    else:
+      raise ValueError(f'char_encoder={self.kind!r} is not one of {list(CHAR_ENCODERS[1:])}')
+    return out.reshape(batch, time, -1)
+
+
+class WordEmbedding(nn.Module):
+  """Token ids [batch, time] -> vectors [batch, time, embed_dim (+ char width)].
+
+  In training, `embed_dropout` zeroes whole word types (one draw per type per
+  batch, Gal & Ghahramani 2016, the kept ones scaled by 1/(1 - rate)) and
+  `word_dropout` replaces each word by `unk_id` with that probability (so the
+  unknown word's embedding is trained on real contexts). With `num_chars` and a
+  `char_encoder`, each word's character vector is concatenated to its embedding.
+  """
+  vocab_size: int
+  embed_dim: int = 64
+  embed_dropout: float = 0.0
+  word_dropout: float = 0.0
+  unk_id: int = 1
+  num_chars: int = 0
+  char_encoder: str = 'none'
+  char_embed_dim: int = 32
+  char_hidden_size: int = 64
+
+  @nn.compact
+  def __call__(self, tokens_bt, chars_btc=None, *, train):
+    if train and self.word_dropout > 0:
+      batch, time = tokens_bt.shape
+      drop_tb = per_step_bernoulli(self.make_rng('dropout'), self.word_dropout, time, (batch,))
+      tokens_bt = jnp.where(drop_tb.T, self.unk_id, tokens_bt)
+    x = nn.Embed(self.vocab_size, self.embed_dim, name='embed')(tokens_bt)
+    if train and self.embed_dropout > 0:
+      keep = 1.0 - self.embed_dropout
+      kept_v = jax.random.bernoulli(self.make_rng('dropout'), keep, (self.vocab_size,))
+      x = jnp.where(kept_v[tokens_bt][..., None], x / keep, 0)
+    if self.char_encoder == 'none':
+      return x
+    if chars_btc is None:
+      raise ValueError(f"char_encoder={self.char_encoder!r} reads each word's characters: "
+                       f"call the model with chars [batch, time, max_chars] (the data set's "
+                       f"'chars' array)")
+    chars = CharEncoder(self.num_chars, self.char_encoder, self.char_embed_dim,
+                        self.char_hidden_size, name='chars')(chars_btc)
+    return jnp.concatenate([x, chars.astype(x.dtype)], -1)
