@@ -1,0 +1,219 @@
+"""Tables and figures of a finished run or sweep, from its files alone.
+
+  python -m experiments.report WORKDIR
+
+WORKDIR is one run's workdir (it holds metrics.jsonl) or a sweep's (its runs
+are WORKDIR/runs/*). Writes into WORKDIR:
+  report.md, report.csv  one row per run: its overrides, status, best eval
+                         metric and its step, test metrics (of the last step and
+                         of the best checkpoint), wall time, median steps/s
+  curves.png             learning curves of every run, one panel per metric,
+                         train (thin) and eval (markers)
+  vs_FIELD.png           for each swept numeric field: the best eval metric and
+                         the test metric against the field's value
+"""
+
+import csv
+import json
+import math
+import pathlib
+import statistics
+
+from absl import app
+
+STATUS_FILE = 'status.json'  # written by experiments.sweep into each run's workdir
+
+
+def read_metrics(run_dir):
+  """metrics.jsonl of `run_dir` as a list of records (a line cut by a kill is skipped)."""
+  path = pathlib.Path(run_dir) / 'metrics.jsonl'
+  records = []
+  if path.exists():
+    for line in path.read_text().splitlines():
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return records
+
+
+def _config(run_dir):
+  path = pathlib.Path(run_dir) / 'config.json'
+  return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_row(run_dir):
+  """One run's summary: a flat dict of what report.md/csv show."""
+  run_dir = pathlib.Path(run_dir)
+  status_path = run_dir / STATUS_FILE
+  status = json.loads(status_path.read_text()) if status_path.exists() else {}
+  records = read_metrics(run_dir)
+  best_name = _config(run_dir).get('train.best_metric', 'accuracy')
+  evals = [r for r in records if r['split'] == 'eval' and best_name in r]
+  row = {'run': run_dir.name, 'status': status.get('status', 'done' if any(
+      r['split'] == 'test' for r in records) else 'unfinished')}
+  row.update(status.get('overrides', {}))
+  if evals:
+    best = max(evals, key=lambda r: r[best_name])
+    row[f'best_eval_{best_name}'] = best[best_name]
+    row['best_step'] = best['step']
+  for split, prefix in (('test', 'test_'), ('test_best', 'test_best_')):
+    for r in records:
+      if r['split'] == split:
+        row.update({prefix + k: v for k, v in r.items() if k not in ('step', 'split')})
+  rates = [r['steps_per_s'] for r in records if r['split'] == 'train' and 'steps_per_s' in r]
+  if rates:
+    row['steps_per_s'] = statistics.median(rates)
+  if 'wall_s' in status:
+    row['wall_s'] = status['wall_s']
+  if status.get('error'):
+    row['error'] = status['error']
+  return row
+
+
+def run_dirs(workdir):
+  """The run workdirs of `workdir`: itself for a single run, else its runs/*."""
+  workdir = pathlib.Path(workdir)
+  if (workdir / 'metrics.jsonl').exists() or (workdir / STATUS_FILE).exists():
+    return [workdir]
+  return sorted(p for p in (workdir / 'runs').glob('*') if p.is_dir())
+
+
+def write_table(rows, workdir):
+  """report.md and report.csv of `rows` in `workdir`; returns their paths."""
+  columns = []
+  for row in rows:
+    columns += [k for k in row if k not in columns]
+  workdir = pathlib.Path(workdir)
+  with open(workdir / 'report.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+  lines += ['| ' + ' | '.join(_cell(row.get(c, '')) for c in columns) + ' |' for row in rows]
+  (workdir / 'report.md').write_text('\n'.join(lines) + '\n')
+  return workdir / 'report.md', workdir / 'report.csv'
+
+
+def _cell(value):
+  if isinstance(value, float):
+    return f'{value:.4g}'
+  return str(value).replace('|', '/').replace('\n', ' ')[:200]
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_curves(runs, path):
+  """Learning curves: `runs` is {name: records}; one panel per metric, each run one
+  colour, train thin, eval with markers; the runs named in a legend below."""
+  plt = _pyplot()
+  names = sorted({k for records in runs.values() for r in records
+                  if r['split'] in ('train', 'eval') for k in r
+                  if k not in ('step', 'split', 'steps_per_s', 'skipped_updates')})
+  cols = min(3, max(1, len(names)))
+  rows = max(1, math.ceil(len(names) / cols))
+  legend_rows = math.ceil(len(runs) / 2)
+  fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows + 0.25 * legend_rows + 0.3),
+                           squeeze=False)
+  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  handles = {}
+  for ax, name in zip(axes.flat, names):
+    for i, (run, records) in enumerate(sorted(runs.items())):
+      colour = colours[i % len(colours)]
+      for split, style in (('train', dict(lw=1, alpha=0.5)), ('eval', dict(marker='o', lw=1.5))):
+        points = [(r['step'], r[name]) for r in records if r['split'] == split and name in r]
+        if points:
+          (line,) = ax.plot(*zip(*points), color=colour, **style)
+          handles.setdefault(run, line)
+    ax.set_title(f'{name} (train: thin, eval: dots)')
+    ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis('off')
+  bottom = (0.25 * legend_rows + 0.3) / fig.get_figheight()
+  fig.legend(handles.values(), handles.keys(), loc='lower center', ncol=2, fontsize=7,
+             frameon=False)
+  fig.tight_layout(rect=(0, bottom, 1, 1))
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_against(rows, field, metrics, path):
+  """Each of `metrics` (row keys) against the numeric override `field`, a line per
+  combination of the other overrides (e.g. one per cell)."""
+  plt = _pyplot()
+  others = sorted({k for r in rows for k in r.get('_overrides', {}) if k != field})
+  fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+  for ax, metric in zip(axes.flat, metrics):
+    groups = {}
+    for row in rows:
+      if isinstance(row.get(metric), float) and _is_number(row.get(field)):
+        key = ', '.join(f'{k}={row.get(k)}' for k in others)
+        groups.setdefault(key, []).append((row[field], row[metric]))
+    for key, points in sorted(groups.items()):
+      ax.plot(*zip(*sorted(points)), 'o-', label=key or None)
+    values = [x for points in groups.values() for x, _ in points]
+    if values and min(values) > 0 and max(values) / min(values) >= 10:
+      ax.set_xscale('log')
+    if others and groups:
+      ax.legend(fontsize=7)
+    ax.set_xlabel(field)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _is_number(value):
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def numeric_field(values):
+  """Whether a field's values over the runs (None where a run does not set it) are
+  numbers, at least two of them different: a field to plot results against."""
+  given = [v for v in values if v is not None]
+  return all(_is_number(v) for v in given) and len(set(given)) > 1
+
+
+def report(workdir, overrides_fields=()):
+  """Writes the table and figures of `workdir` (a run or a sweep); returns the paths."""
+  workdir = pathlib.Path(workdir)
+  dirs = run_dirs(workdir)
+  rows = [run_row(d) for d in dirs]
+  paths = list(write_table(rows, workdir))
+  for row, d in zip(rows, dirs):
+    row['_overrides'] = _overrides(d)
+  paths.append(plot_curves({d.name: read_metrics(d) for d in dirs}, workdir / 'curves.png'))
+  fields = list(overrides_fields) or sorted(
+      {k for d in dirs for k in _overrides(d) if numeric_field([r.get(k) for r in rows])})
+  metrics = sorted({k for r in rows for k in r if k.startswith(('best_eval_', 'test_accuracy'))})
+  for field in fields:
+    if metrics:
+      paths.append(plot_against(rows, field, metrics, workdir / f'vs_{field}.png'))
+  return paths
+
+
+def _overrides(run_dir):
+  path = pathlib.Path(run_dir) / STATUS_FILE
+  return json.loads(path.read_text()).get('overrides', {}) if path.exists() else {}
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError('usage: python -m experiments.report WORKDIR')
+  if not run_dirs(argv[1]):
+    raise app.UsageError(f'{argv[1]} holds no run (no metrics.jsonl, no runs/*)')
+  for path in report(argv[1]):
+    print(path)
+
+
+if __name__ == '__main__':
+  app.run(main)

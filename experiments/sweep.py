@@ -1,0 +1,160 @@
+"""Runs every config of a sweep, each in its own resumable workdir, then reports.
+
+  python -m experiments.sweep --config=experiments/configs/digits.py \
+      --sweep=experiments/sweeps/digits_cells.py --workdir=/tmp/sweep
+
+A sweep file defines `get_sweep()`: a list of override dicts
+({'model.cell': 'lstm', 'optim.learning_rate': 1e-3}), built with
+`experiments.sweeps.product` and `zipped` or by hand. Run i goes to WORKDIR/runs/NAME, NAME made of its
+overrides; its `status.json` says `done` (with its results and wall time) or
+`failed` (with the error): a failed run (a bad value, a NaN) does not stop the
+others. Started again, a sweep skips the runs that are done and resumes the
+others from their checkpoints. At the end `experiments.report` writes
+WORKDIR/report.md, report.csv and the PNG figures.
+"""
+
+import importlib.util
+import json
+import pathlib
+import sys
+import time
+import traceback
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import seqrnn
+from experiments import report as report_lib
+
+config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_config=True)
+flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
+flags.DEFINE_string('workdir', None, 'The sweep\'s directory (runs go to WORKDIR/runs).')
+flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def load_sweep(path):
+  """The override dicts of the sweep file at `path`."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'--sweep={str(path)!r} is not a file')
+  spec = importlib.util.spec_from_file_location(f'_sweep_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  sweep = module.get_sweep()
+  if not sweep or not all(isinstance(o, dict) for o in sweep):
+    raise ValueError(f'{path}: get_sweep() must return a non-empty list of override dicts')
+  names = [run_name(o) for o in sweep]
+  if len(set(names)) != len(names):
+    raise ValueError(f'{path}: get_sweep() lists a run twice: {sorted(names)}')
+  return sweep
+
+
+def run_name(overrides):
+  """A directory name for a run: its overrides, `field=value` joined by commas."""
+  if not overrides:
+    return 'base'
+  return ','.join(f'{k}={v}' for k, v in overrides.items()).replace('/', '_')
+
+
+def with_overrides(config, overrides):
+  """A copy of `config` with `overrides` ({'group.field': value}) applied; an unknown
+  field or a value of the wrong type raises, naming it."""
+  config = config.copy_and_resolve_references()
+  for name, value in overrides.items():
+    *groups, field = name.split('.')
+    node = config
+    try:
+      for g in groups:
+        node = node[g]
+      node[field]  # noqa: B018 - raises for an unknown field
+    except (KeyError, AttributeError):
+      raise ValueError(f'override {name}={value!r}: config.{name} is not a config field') from None
+    node[field] = value
+  seqrnn.validate_config(config)
+  return config
+
+
+def run_one(config, overrides, run_dir):
+  """Trains one run of the sweep in `run_dir`, writing its status.json. Returns it."""
+  run_dir.mkdir(parents=True, exist_ok=True)
+  status_path = run_dir / report_lib.STATUS_FILE
+  previous = json.loads(status_path.read_text()) if status_path.exists() else {}
+  status = {'overrides': overrides, 'status': 'running', 'wall_s': previous.get('wall_s', 0.0)}
+  _write(status_path, status)
+  start = time.perf_counter()
+  try:
+    results = seqrnn.train_and_evaluate(with_overrides(config, overrides), run_dir)
+    status.update(status='done', results={k: v for k, v in results.items()
+                                          if k in ('eval', 'test', 'test_best', 'best_step')})
+  except seqrnn.Preempted:
+    status['status'] = 'stopped'
+    raise
+  except Exception as e:  # noqa: BLE001 - a failed run is recorded; the sweep goes on
+    status.update(status='failed', error=f'{type(e).__name__}: {e}'.splitlines()[0][:500])
+    logging.debug(traceback.format_exc())
+  finally:
+    status['wall_s'] += time.perf_counter() - start
+    _write(status_path, status)
+  return status
+
+
+def _write(path, record):
+  tmp = path.with_suffix('.tmp')
+  tmp.write_text(json.dumps(record, indent=1) + '\n')
+  tmp.replace(path)
+
+
+def run_sweep(config, sweep, workdir, say=print):
+  """Runs every override dict of `sweep` on `config` under `workdir`, skipping the
+  runs already done; then writes the report. Returns {name: status}."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  statuses = {}
+  metric = config.train.best_metric
+  best = None
+  for i, overrides in enumerate(sweep, 1):
+    name = run_name(overrides)
+    run_dir = workdir / 'runs' / name
+    status_path = run_dir / report_lib.STATUS_FILE
+    if status_path.exists() and json.loads(status_path.read_text())['status'] == 'done':
+      status, what = json.loads(status_path.read_text()), 'done before, skipped'
+    else:
+      say(f'[{i}/{len(sweep)}] {name}: running')
+      status = run_one(config, overrides, run_dir)
+      what = status['status'] + (f' ({status["error"]})' if 'error' in status else '')
+    statuses[name] = status
+    value = status.get('results', {}).get('eval', {}).get(metric)
+    if value is not None and (best is None or value > best[1]):
+      best = (name, value)
+    best_line = f'; best so far {best[0]} (eval {metric} {best[1]:.4f})' if best else ''
+    say(f'[{i}/{len(sweep)}] {name}: {what}{best_line}')
+  for path in report_lib.report(workdir, _swept_fields(sweep)):
+    say(f'wrote {path}')
+  return statuses
+
+
+def _swept_fields(sweep):
+  """The fields that take more than one value in `sweep`, numeric wherever set."""
+  fields = {k for o in sweep for k in o}
+  return sorted(f for f in fields if report_lib.numeric_field([o.get(f) for o in sweep]))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    sweep = load_sweep(FLAGS.sweep)
+    run_sweep(FLAGS.config, sweep, FLAGS.workdir)
+  except seqrnn.Preempted as e:
+    sys.exit(f'{e}; run the sweep again to go on')
+  except (ValueError, TypeError, OSError) as e:
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  if errors := seqrnn.config.unknown_overrides(sys.argv[1:]):
+    sys.exit('\n'.join(errors))
+  app.run(main)

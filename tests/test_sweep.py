@@ -1,0 +1,99 @@
+"""Sweeps: every run in its own workdir, failures recorded, finished runs skipped
+on a restart, and a report (table, CSV, figures) from the files alone."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from experiments import report
+from experiments.sweep import load_sweep, run_name, run_sweep, with_overrides
+from experiments.sweeps import product, zipped
+
+
+def test_product_and_zipped_build_override_dicts():
+  assert product({'a': [1, 2], 'b': ['x', 'y']}) == [
+      {'a': 1, 'b': 'x'}, {'a': 1, 'b': 'y'}, {'a': 2, 'b': 'x'}, {'a': 2, 'b': 'y'}]
+  assert zipped({'a': [1, 2], 'b': ['x', 'y']}) == [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
+  with pytest.raises(ValueError, match='lists of one length'):
+    zipped({'a': [1, 2], 'b': [3]})
+  assert run_name({'model.cell': 'lstm', 'optim.learning_rate': 0.001}) == \
+      'model.cell=lstm,optim.learning_rate=0.001'
+
+
+def test_a_sweep_file_naming_a_run_twice_or_a_field_that_does_not_exist_is_refused(tmp_path):
+  from experiments.configs import digits
+  path = tmp_path / 'twice.py'
+  path.write_text('def get_sweep():\n  return [{"seed": 1}, {"seed": 1}]\n')
+  with pytest.raises(ValueError, match='lists a run twice'):
+    load_sweep(path)
+  with pytest.raises(ValueError, match=r'config.model.cel is not a config field'):
+    with_overrides(digits.get_config(), {'model.cel': 'lstm'})
+
+
+def _digits():
+  from experiments.configs import digits
+  config = digits.get_config('debug')
+  config.train.num_steps = 20
+  config.train.eval_every_steps = 10
+  return config
+
+
+def test_a_sweep_runs_each_config_records_a_failure_and_skips_finished_runs_on_restart(tmp_path):
+  sweep = [{'optim.learning_rate': 1e-3}, {'optim.learning_rate': 1e-2},
+           {'model.dropout_rate': 1.5}]  # refused by validation: recorded, not fatal
+  lines = []
+  statuses = run_sweep(_digits(), sweep, tmp_path, say=lines.append)
+  assert [s['status'] for s in statuses.values()] == ['done', 'done', 'failed']
+  assert 'model.dropout_rate=1.5 must be in [0, 1)' in statuses['model.dropout_rate=1.5']['error']
+  (failed,) = [l for l in lines if l.startswith('[3/3] model.dropout_rate=1.5: failed (')]
+  assert 'ValueError' in failed and 'best so far optim.learning_rate=' in failed
+
+  # As if the sweep had been killed during its second run: that run resumes (here: from
+  # its final checkpoint, training nothing), the first is skipped untouched.
+  first, second = (tmp_path / 'runs' / run_name(o) for o in sweep[:2])
+  first_metrics = (first / 'metrics.jsonl').read_text()
+  status = json.loads((second / 'status.json').read_text())
+  (second / 'status.json').write_text(json.dumps({**status, 'status': 'running'}))
+  lines = []
+  statuses = run_sweep(_digits(), sweep, tmp_path, say=lines.append)
+  assert lines[0].startswith('[1/3] optim.learning_rate=0.001: done before, skipped; best so far')
+  assert (first / 'metrics.jsonl').read_text() == first_metrics
+  assert statuses[second.name]['status'] == 'done'
+  assert [l.split(':')[0] for l in lines if 'running' in l] == ['[2/3] optim.learning_rate=0.01',
+                                                               '[3/3] model.dropout_rate=1.5']
+
+  rows = list(csv.DictReader(open(tmp_path / 'report.csv')))
+  assert [(r['run'], r['status']) for r in rows] == [  # sorted by name
+      ('model.dropout_rate=1.5', 'failed'), ('optim.learning_rate=0.001', 'done'),
+      ('optim.learning_rate=0.01', 'done')]
+  done = [r for r in rows if r['status'] == 'done']
+  for r in done:
+    records = report.read_metrics(tmp_path / 'runs' / r['run'])
+    (test,) = [x for x in records if x['split'] == 'test']
+    assert float(r['test_accuracy']) == test['accuracy']
+    assert float(r['best_eval_accuracy']) == max(x['accuracy'] for x in records
+                                                 if x['split'] == 'eval')
+  table = (tmp_path / 'report.md').read_text()
+  assert table.count('\n') == 2 + 3 and '| failed |' in table
+  _check_png(tmp_path / 'curves.png', 1500)
+  _check_png(tmp_path / 'vs_optim.learning_rate.png', 1000)
+
+
+def _check_png(path, width, min_height=360):
+  import matplotlib.image
+  image = matplotlib.image.imread(path)
+  assert image.shape[1] == width and min_height <= image.shape[0] <= 2 * min_height
+  assert image[..., :3].std() > 0.01  # not a blank canvas
+
+
+def test_a_single_runs_workdir_gets_its_own_report(tmp_path):
+  from seqrnn import train_and_evaluate
+  train_and_evaluate(_digits(), tmp_path)
+  paths = report.report(tmp_path)
+  assert {p.name for p in paths} == {'report.md', 'report.csv', 'curves.png'}
+  (row,) = list(csv.DictReader(open(tmp_path / 'report.csv')))
+  assert row['run'] == tmp_path.name and row['status'] == 'done'
+  assert np.isfinite(float(row['steps_per_s']))
+  _check_png(tmp_path / 'curves.png', 1500)
