@@ -29,8 +29,8 @@ from seqrnn.train import create_train_state, make_optimizer, train_step
 
 flags.DEFINE_list('cases', None, 'Cases to run (default: all).')
 flags.DEFINE_list('impls', ['seqrnn', 'flax', 'torch'], 'Implementations to compare: seqrnn '
-                  '(its default loop, fused for GRU/LSTM), seqrnn_scan (its nn.scan loop), flax, '
-                  'torch.')
+                  '(its default loop, fused for GRU/LSTM), seqrnn_scan (its nn.scan loop), '
+                  'seqrnn_remat (fused, model.remat_chunk=auto), flax, torch.')
 flags.DEFINE_list('modes', ['train', 'infer'], 'train: forward+backward+update; infer: forward.')
 flags.DEFINE_integer('reps', 20, 'Timed steps per implementation (after compilation).')
 flags.DEFINE_bool('json', False, 'Print one JSON object a line instead of a table.')
@@ -60,6 +60,10 @@ CASES = {
     'lstm_label': Case('lstm', 'labelling', 64, 100),
     # Masking cost: the same work as gru_label with lengths spread over [50, 100].
     'gru_label_lengths': Case('gru', 'labelling', 64, 100, variable_lengths=True),
+    # Long sequences (memory): compare impls seqrnn, seqrnn_remat and flax.
+    'lstm_long_1k': Case('lstm', 'classification', 16, 1000, hidden=128, layers=2),
+    'lstm_long_4k': Case('lstm', 'classification', 16, 4000, hidden=128, layers=2),
+    'lstm_long_16k': Case('lstm', 'classification', 16, 16000, hidden=128, layers=2),
 }
 
 
@@ -127,11 +131,11 @@ def jax_steps(model, case, batch):
   return {'train': train, 'infer': lambda: infer(box[0].params, batch), 'temp_mib': memory}
 
 
-def seqrnn_steps(case, batch, impl='auto'):
+def seqrnn_steps(case, batch, impl='auto', remat_chunk='0'):
   model_config = default_config().model
   model_config.update(cell=case.cell, hidden_size=case.hidden, num_layers=case.layers,
                       dropout_rate=case.dropout, dtype=FLAGS.dtype, unroll=FLAGS.unroll,
-                      impl=impl)
+                      impl=impl, remat_chunk=remat_chunk)
   return jax_steps(build_model(case.task, model_config, num_classes=case.classes), case, batch)
 
 
@@ -193,6 +197,7 @@ def run_case(name, case, impls, modes, reps):
   batch = make_batch(case)
   builders = {'seqrnn': lambda: seqrnn_steps(case, batch),
               'seqrnn_scan': lambda: seqrnn_steps(case, batch, impl='scan'),
+              'seqrnn_remat': lambda: seqrnn_steps(case, batch, remat_chunk='auto'),
               'flax': lambda: jax_steps(FlaxBaseline(case), case, batch),
               'torch': lambda: torch_steps(case, batch)}
   steps, compile_s = {}, {}

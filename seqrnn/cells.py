@@ -18,7 +18,8 @@ What the built-in cells add, optional extras a loop may use:
 and, for the fused loop's hand-written backward pass (`seqrnn.layer`):
   Cell.step(w_h, b_h, carry, x_gates)         -> (carry, residuals)
   Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_gates)
-  Cell.recurrent_grads(residuals, d_x_proj)   -> (d_w_h, d_b_h), over all steps at once
+  Cell.grad_residuals(residuals)              -> the part of the residuals recurrent_grads reads
+  Cell.recurrent_grads(saved, d_x_proj)       -> (d_w_h, d_b_h), over all steps at once
   Cell.output(carry)                          -> y [batch, H]
 where `x_gates` is the step's input projection as G separate arrays [batch, H]
 (on XLA:CPU, slicing one wide array inside the loop costs more than the gates),
@@ -154,8 +155,12 @@ class GRUCell(_FusedCell):
     return d_h, (d_ar, d_az, d_an)
 
   @staticmethod
-  def recurrent_grads(residuals, d_x_proj):
-    h, r = residuals[0], residuals[1]
+  def grad_residuals(residuals):
+    return residuals[:2]  # h, r
+
+  @staticmethod
+  def recurrent_grads(saved, d_x_proj):
+    h, r = saved
     d_ar, d_az, d_an = _split(d_x_proj, 3)
     d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r.astype(jnp.float32)], -1)
     return _hidden_by_steps(h.astype(r.dtype), d_h_proj), d_h_proj.sum((0, 1))
@@ -215,8 +220,12 @@ class LSTMCell(_FusedCell):
     return LSTMState(d_prev_h, d_c * f), d_gates
 
   @staticmethod
-  def recurrent_grads(residuals, d_x_proj):
-    return _hidden_by_steps(residuals[0].astype(residuals[2].dtype), d_x_proj), d_x_proj.sum((0, 1))
+  def grad_residuals(residuals):
+    return (residuals[0].astype(residuals[2].dtype),)  # h, in the compute dtype
+
+  @staticmethod
+  def recurrent_grads(saved, d_x_proj):
+    return _hidden_by_steps(saved[0], d_x_proj), d_x_proj.sum((0, 1))
 
 
 class _LayerNormCell(_ProjectedCell):

@@ -35,6 +35,8 @@ def default_config():
   c.model.char_hidden_size = 64  # character encoder units (per direction for 'lstm')
   c.model.dtype = 'float32'      # computation dtype ('float32' or 'bfloat16'); parameters stay float32
   c.model.unroll = 1             # timesteps per iteration of the scanned loop
+  c.model.remat_chunk = '0'      # fused loop, long sequences: keep the carry every k steps and recompute
+                                 # the rest in the backward pass (same gradients, less memory): '0' off, 'k', 'auto' (~sqrt(time))
   c.model.bidirectional = False  # each layer also reads each sequence backwards from its last real step
   c.model.merge = 'concat'       # bidirectional: 'concat' or 'sum' the two directions' outputs
   c.model.residual = False       # add a layer's input to its output where the widths match
@@ -216,6 +218,9 @@ def validate_config(config):
       raise ValueError(f'config.model.zoneout_* needs seqrnn\'s LSTMState carry (lstm, '
                        f'ln_lstm) or a carry that is h alone (zoneout_hidden only); '
                        f'config.model.cell={fields["model.cell"]!r} has another')
+  if not (fields['model.remat_chunk'] == 'auto' or fields['model.remat_chunk'].isdigit()):
+    raise ValueError(f"config.model.remat_chunk={fields['model.remat_chunk']!r} must be 'auto' "
+                     f"or a number of steps ('0': off)")
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
   if fields['optim.warmup_steps'] > fields['train.num_steps']:

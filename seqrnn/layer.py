@@ -23,7 +23,7 @@ training; at evaluation the expectation p * old + (1 - p) * new).
 """
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -64,22 +64,43 @@ def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=False)
   return carry, outputs, residuals
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6))
-def _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6, 7))
+def _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll, chunk):
   carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
   return carry, outputs
 
 
-def _fused_fwd(cell, w_h, b_h, x_proj, mask, carry0, unroll):
-  carry, outputs, residuals = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll,
-                                       keep_residuals=True)
-  # Of x_proj only the dtype is needed: an empty array carries it without keeping
-  # the [time, batch, gates] projection alive until the backward pass.
-  return (carry, outputs), (w_h, b_h, jnp.zeros((0,), x_proj.dtype), mask, residuals)
+def _chunks(x, chunk, fill=0):
+  """x [time, ...] -> [time / chunk (rounded up), chunk, ...], the tail filled with `fill`."""
+  pad = -x.shape[0] % chunk
+  x = jnp.concatenate([x, jnp.full((pad,) + x.shape[1:], fill, x.dtype)]) if pad else x
+  return x.reshape((-1, chunk) + x.shape[1:])
 
 
-def _fused_bwd(cell, unroll, saved, grads):
-  w_h, b_h, x_proj_empty, mask, residuals = saved
+def _unchunk(x, num_steps):
+  return x.reshape((-1,) + x.shape[2:])[:num_steps]
+
+
+def _fused_fwd(cell, w_h, b_h, x_proj, mask, carry0, unroll, chunk):
+  if not chunk:
+    carry, outputs, residuals = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll,
+                                         keep_residuals=True)
+    saved = residuals
+  else:  # keep only each chunk's starting carry: the backward pass recomputes the rest
+    def run_chunk(carry, inputs):
+      new, outputs, _ = _forward(cell, w_h, b_h, *inputs, carry, unroll)
+      return new, (carry, outputs)
+    carry, (saved, outputs) = jax.lax.scan(
+        run_chunk, carry0, (_chunks(x_proj, chunk), _chunks(mask, chunk, False)))
+    outputs = _unchunk(outputs, x_proj.shape[0])
+  # Of x_proj the backward pass needs its dtype, and with chunks the values: then it is
+  # kept; without, an empty array carries the dtype without keeping [time, batch, gates].
+  x_kept = x_proj if chunk else jnp.zeros((0,), x_proj.dtype)
+  return (carry, outputs), (w_h, b_h, x_kept, mask, saved)
+
+
+def _fused_bwd(cell, unroll, chunk, saved, grads):
+  w_h, b_h, x_kept, mask, saved = saved
   d_carry, d_outputs = grads
 
   def step(d_carry, inputs):
@@ -92,11 +113,26 @@ def _fused_bwd(cell, unroll, saved, grads):
     return d_prev, d_x
 
   d_carry = jax.tree.map(lambda x: x.astype(jnp.float32), d_carry)
-  d_carry0, d_x_gates = jax.lax.scan(step, d_carry, (d_outputs.astype(jnp.float32), mask, residuals),
-                                     reverse=True, unroll=unroll)
+  d_outputs = d_outputs.astype(jnp.float32)
+  if not chunk:
+    d_carry0, d_x_gates = jax.lax.scan(step, d_carry, (d_outputs, mask, saved),
+                                       reverse=True, unroll=unroll)
+    grad_saved = cell.grad_residuals(saved)
+  else:
+    def back_chunk(d_carry, inputs):
+      x_c, mask_c, start, d_out_c = inputs
+      _, _, res = _forward(cell, w_h, b_h, x_c, mask_c, start, unroll, keep_residuals=True)
+      d_start, d_x = jax.lax.scan(step, d_carry, (d_out_c, mask_c, res), reverse=True,
+                                  unroll=unroll)
+      return d_start, (d_x, cell.grad_residuals(res))
+    num_steps = mask.shape[0]
+    d_carry0, (d_x_gates, grad_saved) = jax.lax.scan(
+        back_chunk, d_carry, (_chunks(x_kept, chunk), _chunks(mask, chunk, False), saved,
+                              _chunks(d_outputs, chunk)), reverse=True)
+    d_x_gates, grad_saved = jax.tree.map(lambda x: _unchunk(x, num_steps), (d_x_gates, grad_saved))
   d_x_proj = jnp.concatenate(d_x_gates, -1)
-  d_w_h, d_b_h = cell.recurrent_grads(residuals, d_x_proj)
-  return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_proj_empty.dtype),
+  d_w_h, d_b_h = cell.recurrent_grads(grad_saved, d_x_proj)
+  return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_kept.dtype),
           None, d_carry0)
 
 
@@ -110,15 +146,30 @@ def _add_to_hidden(cell, d_carry, d_h):
   return jax.tree.map(jnp.add, d_carry, d_from_h)
 
 
-def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1):
+def remat_steps(remat_chunk, num_steps):
+  """Steps per rematerialised chunk (0: none) for `remat_chunk` 0, k or 'auto' (about
+  sqrt(time))."""
+  chunk = round(num_steps ** 0.5) if remat_chunk == 'auto' else int(remat_chunk)
+  # A chunk of one step saves nothing (and XLA rounds a one-step loop differently);
+  # one chunk of all steps is the loop without remat.
+  return chunk if 2 <= chunk < num_steps else 0
+
+
+def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1, remat_chunk=0):
   """The fused loop: runs the cell class `cell` (with `step_backward`) over
   `x_proj` [time, batch, gates] with `mask` [time, batch, 1].
 
   Past a sequence's end its carry is frozen and its outputs are zero.
+  `remat_chunk` (0, k or 'auto': about sqrt(time)) keeps, for the backward
+  pass, only the carry at every k-th step instead of every step's gate values,
+  and recomputes a chunk's steps in the backward pass: memory O(time/k + k)
+  steps of gates instead of O(time), for one more forward pass; the outputs
+  and gradients are bitwise those without it.
   Returns (final carry, outputs [time, batch, hidden]).
   """
   try:
-    return _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll)
+    return _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll,
+                  remat_steps(remat_chunk, x_proj.shape[0]))
   except TypeError as e:
     if 'forward-mode' not in str(e):
       raise
@@ -227,6 +278,7 @@ class Recurrent(nn.Module):
   unroll: int = 1
   recurrent_dropout: float = 0.0
   zoneout: Zoneout = Zoneout()
+  remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
 
   @nn.compact
   def __call__(self, x_tbf, lengths_b, initial_carry=None, *, train=False):
@@ -248,7 +300,7 @@ class Recurrent(nn.Module):
     if _resolve_impl(self.impl, self.cell, regularised) == 'fused':
       w_h, b_h = self.cell.recurrent_params()
       carry, outputs = recurrence(type(self.cell), w_h, b_h, self.cell.project(x_tbf), mask,
-                                  initial_carry, self.unroll)
+                                  initial_carry, self.unroll, self.remat_chunk)
     else:
       recurrent_mask, keep = self._masks(initial_carry, x_tbf.shape[0], train)
       carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll,

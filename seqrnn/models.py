@@ -113,7 +113,8 @@ def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=N
                    residual=model_config.residual,
                    learned_initial_carry=model_config.initial_carry == 'learned',
                    variational_dropout=m.variational_dropout,
-                   zoneout_hidden=m.zoneout_hidden, zoneout_cell=m.zoneout_cell)
+                   zoneout_hidden=m.zoneout_hidden, zoneout_cell=m.zoneout_cell,
+                   remat_chunk=m.remat_chunk)
   encoder = Encoder(stack, words)
   if classify:
     return Classifier(encoder, num_classes, pooling=model_config.pooling)

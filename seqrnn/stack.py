@@ -49,6 +49,7 @@ class RNNStack(nn.Module):
     constant over time, on each layer's input, on its recurrent state (the h
     its recurrent matmul reads) and on the top layer's output.
   - `zoneout_hidden`, `zoneout_cell` (Krueger et al. 2016): see `seqrnn.layer`.
+  - `remat_chunk`: the fused loop's memory for long sequences (`seqrnn.layer.recurrence`).
   Both need the scan loop ('auto' takes it). Dropout is drawn from the
   'dropout' RNG collection when `train` is True; evaluation is deterministic.
   """
@@ -67,6 +68,7 @@ class RNNStack(nn.Module):
   variational_dropout: float = 0.0
   zoneout_hidden: float = 0.0
   zoneout_cell: float = 0.0
+  remat_chunk: Any = 0
 
   @nn.compact
   def __call__(self, x_btf, lengths_b, *, train, initial_carries=None):
@@ -94,6 +96,7 @@ class RNNStack(nn.Module):
                        reverse=reverse, learned_initial_carry=self.learned_initial_carry,
                        unroll=self.unroll, recurrent_dropout=self.variational_dropout,
                        zoneout=Zoneout(self.zoneout_hidden, self.zoneout_cell),
+                       remat_chunk=self.remat_chunk,
                        name=f'layer_{i}_backward' if reverse else f'layer_{i}')
 
     carries = []

@@ -2,6 +2,7 @@
 
 import importlib
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -160,4 +161,13 @@ def test_regularisers_the_fused_loop_or_the_cell_cannot_run_are_refused_naming_t
     validate_config(config)
   config.model.variational_dropout, config.model.embed_dropout = 0.0, 1.0
   with pytest.raises(ValueError, match=r'config.model.embed_dropout=1.0 must be in \[0, 1\)'):
+    validate_config(config)
+
+
+@pytest.mark.parametrize('value', ['-1', 'sqrt', '2.5'])
+def test_remat_chunk_is_auto_or_a_number_of_steps(value):
+  config = default_config()
+  config.model.remat_chunk = value
+  with pytest.raises(ValueError, match=rf"remat_chunk='{re.escape(value)}' must be 'auto' or a "
+                                       r"number of steps"):
     validate_config(config)
