@@ -9,7 +9,9 @@ A sweep file defines `get_sweep()`: a list of override dicts
 overrides; its `status.json` says `done` (with its results and wall time) or
 `failed` (with the error): a failed run (a bad value, a NaN) does not stop the
 others. Started again, a sweep skips the runs that are done and resumes the
-others from their checkpoints. At the end `experiments.report` writes
+others from their checkpoints. Runs that differ only in seed, learning rate and
+weight decay train together, K models in one jitted step (`seqrnn.group`;
+`--novectorise` trains every run on its own). At the end `experiments.report` writes
 WORKDIR/report.md, report.csv and the PNG figures.
 """
 
@@ -29,6 +31,8 @@ from experiments import report as report_lib
 config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_config=True)
 flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
 flags.DEFINE_string('workdir', None, 'The sweep\'s directory (runs go to WORKDIR/runs).')
+flags.DEFINE_bool('vectorise', True, 'Train the runs that differ only in seed, learning rate '
+                  'and weight decay together, as one vectorised model axis.')
 flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -75,28 +79,65 @@ def with_overrides(config, overrides):
   return config
 
 
+def _status_path(run_dir):
+  return run_dir / report_lib.STATUS_FILE
+
+
+def _begin(overrides, run_dir):
+  """Marks `run_dir` running; returns its status dict (wall time carried over)."""
+  run_dir.mkdir(parents=True, exist_ok=True)
+  path = _status_path(run_dir)
+  previous = json.loads(path.read_text()) if path.exists() else {}
+  status = {'overrides': overrides, 'status': 'running', 'wall_s': previous.get('wall_s', 0.0)}
+  _write(path, status)
+  return status
+
+
+def _end(status, run_dir, outcome, seconds):
+  """Records a run's results dict, or the exception that stopped it."""
+  if isinstance(outcome, Exception):
+    status.update(status='failed', error=f'{type(outcome).__name__}: {outcome}'.splitlines()[0][:500])
+  else:
+    status.update(status='done', results={k: v for k, v in outcome.items()
+                                          if k in ('eval', 'test', 'test_best', 'best_step')})
+  status['wall_s'] += seconds
+  _write(_status_path(run_dir), status)
+  return status
+
+
 def run_one(config, overrides, run_dir):
   """Trains one run of the sweep in `run_dir`, writing its status.json. Returns it."""
-  run_dir.mkdir(parents=True, exist_ok=True)
-  status_path = run_dir / report_lib.STATUS_FILE
-  previous = json.loads(status_path.read_text()) if status_path.exists() else {}
-  status = {'overrides': overrides, 'status': 'running', 'wall_s': previous.get('wall_s', 0.0)}
-  _write(status_path, status)
+  status = _begin(overrides, run_dir)
   start = time.perf_counter()
   try:
-    results = seqrnn.train_and_evaluate(with_overrides(config, overrides), run_dir)
-    status.update(status='done', results={k: v for k, v in results.items()
-                                          if k in ('eval', 'test', 'test_best', 'best_step')})
+    outcome = seqrnn.train_and_evaluate(with_overrides(config, overrides), run_dir)
   except seqrnn.Preempted:
-    status['status'] = 'stopped'
+    _write(_status_path(run_dir), {**status, 'status': 'stopped'})
     raise
   except Exception as e:  # noqa: BLE001 - a failed run is recorded; the sweep goes on
-    status.update(status='failed', error=f'{type(e).__name__}: {e}'.splitlines()[0][:500])
+    outcome = e
     logging.debug(traceback.format_exc())
-  finally:
-    status['wall_s'] += time.perf_counter() - start
-    _write(status_path, status)
-  return status
+  return _end(status, run_dir, outcome, time.perf_counter() - start)
+
+
+def run_together(config, jobs):
+  """Trains `jobs` [(overrides, run_dir)], two or more of one shape, as one vectorised
+  group (`seqrnn.group`); one by one where the group cannot be formed. Returns statuses."""
+  from seqrnn.group import train_group
+  statuses = [_begin(o, d) for o, d in jobs]
+  start = time.perf_counter()
+  try:
+    outcomes = train_group([with_overrides(config, o) for o, _ in jobs], [d for _, d in jobs])
+  except seqrnn.Preempted:
+    for status, (_, d) in zip(statuses, jobs):
+      _write(_status_path(d), {**status, 'status': 'stopped'})
+    raise
+  except ValueError as e:  # e.g. the runs hold checkpoints of different steps
+    logging.warning('training %d runs one by one: %s', len(jobs), e)
+    return [run_one(config, o, d) for o, d in jobs]
+  seconds = time.perf_counter() - start
+  return [_end({**status, 'trained_with': len(jobs)}, d, outcome, seconds)
+          for status, (_, d), outcome in zip(statuses, jobs, outcomes)]
 
 
 def _write(path, record):
@@ -105,30 +146,59 @@ def _write(path, record):
   tmp.replace(path)
 
 
-def run_sweep(config, sweep, workdir, say=print):
+def _batches(config, jobs, vectorise):
+  """`jobs` [(index, overrides, run_dir)] in lists trained together: runs whose
+  configs differ only in `seqrnn.group.VECTORISED` fields, when `vectorise`."""
+  if not vectorise:
+    return [[job] for job in jobs]
+  from seqrnn.group import group_key
+  groups = {}
+  for job in jobs:
+    try:
+      key = group_key(with_overrides(config, job[1]))
+    except (ValueError, TypeError):
+      key = ('alone', job[0])  # a bad value: it fails on its own
+    groups.setdefault(key, []).append(job)
+  return list(groups.values())
+
+
+def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   """Runs every override dict of `sweep` on `config` under `workdir`, skipping the
-  runs already done; then writes the report. Returns {name: status}."""
+  runs already done, the runs of one shape together when `vectorise`; then writes
+  the report. Returns {name: status}."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  statuses = {}
+  statuses, todo = {}, []
   metric = config.train.best_metric
   best = None
-  for i, overrides in enumerate(sweep, 1):
-    name = run_name(overrides)
-    run_dir = workdir / 'runs' / name
-    status_path = run_dir / report_lib.STATUS_FILE
-    if status_path.exists() and json.loads(status_path.read_text())['status'] == 'done':
-      status, what = json.loads(status_path.read_text()), 'done before, skipped'
-    else:
-      say(f'[{i}/{len(sweep)}] {name}: running')
-      status = run_one(config, overrides, run_dir)
-      what = status['status'] + (f' ({status["error"]})' if 'error' in status else '')
+
+  def record(i, name, status, what):
+    nonlocal best
     statuses[name] = status
     value = status.get('results', {}).get('eval', {}).get(metric)
     if value is not None and (best is None or value > best[1]):
       best = (name, value)
     best_line = f'; best so far {best[0]} (eval {metric} {best[1]:.4f})' if best else ''
     say(f'[{i}/{len(sweep)}] {name}: {what}{best_line}')
+
+  for i, overrides in enumerate(sweep, 1):
+    name = run_name(overrides)
+    run_dir = workdir / 'runs' / name
+    path = _status_path(run_dir)
+    if path.exists() and json.loads(path.read_text())['status'] == 'done':
+      record(i, name, json.loads(path.read_text()), 'done before, skipped')
+    else:
+      todo.append((i, overrides, run_dir))
+  for batch in _batches(config, todo, vectorise):
+    together = f' (vectorised, {len(batch)} models in one step)' if len(batch) > 1 else ''
+    for i, _, run_dir in batch:
+      say(f'[{i}/{len(sweep)}] {run_dir.name}: running{together}')
+    jobs = [(o, d) for _, o, d in batch]
+    results = run_together(config, jobs) if len(batch) > 1 else [run_one(config, *jobs[0])]
+    for (i, _, run_dir), status in zip(batch, results):
+      record(i, run_dir.name, status,
+             status['status'] + (f' ({status["error"]})' if 'error' in status else ''))
+  statuses = {run_name(o): statuses[run_name(o)] for o in sweep}  # in the sweep's order
   for path in report_lib.report(workdir, _swept_fields(sweep)):
     say(f'wrote {path}')
   return statuses
@@ -147,7 +217,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   try:
     sweep = load_sweep(FLAGS.sweep)
-    run_sweep(FLAGS.config, sweep, FLAGS.workdir)
+    run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise)
   except seqrnn.Preempted as e:
     sys.exit(f'{e}; run the sweep again to go on')
   except (ValueError, TypeError, OSError) as e:

@@ -22,14 +22,17 @@ def make_optimizer(optim_config, num_steps):
   The optimiser is wrapped in `optax.inject_hyperparams`, so the learning rate
   lives in the optimiser state (an array: it can differ per model under vmap).
   """
-  peak = optim_config.learning_rate
   if optim_config.schedule == 'cosine':
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, peak, optim_config.warmup_steps, max(num_steps, optim_config.warmup_steps + 1))
+    unit = optax.warmup_cosine_decay_schedule(
+        0.0, 1.0, optim_config.warmup_steps, max(num_steps, optim_config.warmup_steps + 1))
   else:
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, optim_config.warmup_steps), optax.constant_schedule(peak)],
+    unit = optax.join_schedules(
+        [optax.linear_schedule(0.0, 1.0, optim_config.warmup_steps), optax.constant_schedule(1.0)],
         [optim_config.warmup_steps])
+  # The peak times a schedule from 0 to 1 (what optax computes, exactly, past the
+  # warm-up): the peak may then be an array, one per model under vmap.
+  peak = optim_config.learning_rate
+  schedule = lambda count: peak * unit(count)
   if optim_config.name == 'adam':
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
   elif optim_config.name == 'adamw':
