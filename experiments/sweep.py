@@ -9,9 +9,9 @@ A sweep file defines `get_sweep()`: a list of override dicts
 overrides; its `status.json` says `done` (with its results and wall time) or
 `failed` (with the error): a failed run (a bad value, a NaN) does not stop the
 others. Started again, a sweep skips the runs that are done and resumes the
-others from their checkpoints. Runs that differ only in seed, learning rate and
-weight decay train together, K models in one jitted step (`seqrnn.group`;
-`--novectorise` trains every run on its own). At the end `experiments.report` writes
+others from their checkpoints. Runs that differ only in seed, learning rate,
+weight decay, clipping norm and dropout rate train together, K models in one
+jitted step (`seqrnn.group`; `--novectorise` trains every run on its own). At the end `experiments.report` writes
 WORKDIR/report.md, report.csv and the PNG figures.
 """
 
@@ -31,8 +31,9 @@ from experiments import report as report_lib
 config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_config=True)
 flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
 flags.DEFINE_string('workdir', None, 'The sweep\'s directory (runs go to WORKDIR/runs).')
-flags.DEFINE_bool('vectorise', True, 'Train the runs that differ only in seed, learning rate '
-                  'and weight decay together, as one vectorised model axis.')
+flags.DEFINE_bool('vectorise', True, 'Train the runs that differ only in seed, learning rate, '
+                  'weight decay, clipping norm and dropout rate together, as one vectorised '
+                  'model axis.')
 flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
 FLAGS = flags.FLAGS
 

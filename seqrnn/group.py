@@ -3,8 +3,8 @@
 Runs whose configs differ only in the VECTORISED fields have parameters and
 optimiser states of the same shapes. Stacked along a leading axis of K, they
 train in one `jax.vmap` of `train_step`, one compilation for all K, with each
-run's seed (its initial parameters, dropout and data order), learning rate and
-weight decay as arrays. Each run keeps its own workdir exactly as if it had run
+run's seed (its initial parameters, dropout and data order), learning rate,
+weight decay, clipping norm and dropout rate as arrays. Each run keeps its own workdir exactly as if it had run
 alone (config.json, metrics.jsonl, checkpoints, best state, test lines); its
 batches are its own, padded to the longest of the K (padding changes no result).
 A run whose update is rejected (a NaN, an invalid batch) without
@@ -33,13 +33,23 @@ from seqrnn.models import build_model
 from seqrnn.tasks import accumulate, get_task, summarize
 from seqrnn.train import create_train_state, make_optimizer, train_step, with_hyperparams_of
 
-VECTORISED = ('seed', 'optim.learning_rate', 'optim.weight_decay')
+VECTORISED = ('seed', 'optim.learning_rate', 'optim.weight_decay', 'optim.grad_clip_norm',
+              'model.dropout_rate')
 
 
 def group_key(config):
-  """Configs with equal keys train together: all fields but VECTORISED equal."""
+  """Configs with equal keys train together: all fields but VECTORISED equal, and
+  clipping and dropout on in all or in none (off, they are not in the program)."""
   flat = config_lib.to_flat_dict(config)
-  return json.dumps({k: v for k, v in flat.items() if k not in VECTORISED}, sort_keys=True)
+  key = {k: v for k, v in flat.items() if k not in VECTORISED}
+  key.update(clipped=flat['optim.grad_clip_norm'] > 0, dropout=flat['model.dropout_rate'] > 0)
+  return json.dumps(key, sort_keys=True)
+
+
+def _with_dropout(model, rate):
+  """`model` (a Classifier or Labeller) with its stack's dropout rate `rate`."""
+  stack = model.encoder.stack.clone(dropout_rate=rate)
+  return model.clone(encoder=model.encoder.clone(stack=stack))
 
 
 def _stack(trees):
@@ -136,18 +146,25 @@ def _train_group(configs, workdirs, say):
   keys = np.stack([np.asarray(loop['rng'], np.uint32) if 'rng' in loop else
                    np.asarray(jax.random.key_data(jax.random.split(jax.random.key(c.seed))[1]))
                    for c, (_, loop) in zip(configs, restored)])
-  learning_rates = jnp.asarray([c.optim.learning_rate for c in configs], jnp.float32)
+  hyper = {name: jnp.asarray([c[group][field] for c in configs], jnp.float32)
+           for name, (group, field) in (('learning_rate', ('optim', 'learning_rate')),
+                                        ('grad_clip_norm', ('optim', 'grad_clip_norm')),
+                                        ('dropout_rate', ('model', 'dropout_rate')))}
 
   mesh = Mesh(jax.devices(), ('data',))
   rows = NamedSharding(mesh, P(None, 'data'))  # [models, batch, ...]: the batch axis sharded
   single = NamedSharding(mesh, P('data'))
 
-  def one(state, batch, key_data, learning_rate):
+  def one(state, batch, key_data, hyper):
     optim = types.SimpleNamespace(**base.optim.to_dict())
-    optim.learning_rate = learning_rate
-    new, metrics = train_step(state.replace(tx=make_optimizer(optim, num_steps)), batch,
-                              jax.random.wrap_key_data(key_data))
-    return new.replace(tx=tx), metrics
+    optim.learning_rate, optim.grad_clip_norm = hyper['learning_rate'], hyper['grad_clip_norm']
+    if base.optim.grad_clip_norm == 0:
+      optim.grad_clip_norm = 0.0  # off in every run of the group
+    this = state.replace(tx=make_optimizer(optim, num_steps), apply_fn=(
+        _with_dropout(model, hyper['dropout_rate']).apply if base.model.dropout_rate > 0
+        else state.apply_fn))
+    new, metrics = train_step(this, batch, jax.random.wrap_key_data(key_data))
+    return new.replace(tx=tx, apply_fn=state.apply_fn), metrics
 
   step_fn = jax.jit(jax.vmap(one), donate_argnums=0)
 
@@ -172,7 +189,7 @@ def _train_group(configs, workdirs, say):
       window_start, window_steps = time.perf_counter(), 0
       for step, batch in zip(range(start + 1, num_steps + 1),
                              batching.prefetch(make, range(start, num_steps))):
-        state, metrics = step_fn(state, batch, keys, learning_rates)
+        state, metrics = step_fn(state, batch, keys, hyper)
         pending.append((step, metrics))
         window_steps += 1
         bar.update(1)

@@ -112,7 +112,8 @@ class RNNStack(nn.Module):
         y = jnp.concatenate([y_f, y_b], -1) if concat else y_f + y_b
       else:
         carry, y = layer(i, False)(x, lengths_b, initial_carries[i], train=train)
-      if train and self.dropout_rate > 0:
+      # An array rate (one per model under vmap) is on; so is a float above 0.
+      if train and not (isinstance(self.dropout_rate, (int, float)) and self.dropout_rate == 0):
         y = dropout(self.make_rng('dropout'), y, self.dropout_rate)
       if self.residual and y.shape[-1] == x.shape[-1]:
         y = y + x

@@ -42,8 +42,9 @@ def make_optimizer(optim_config, num_steps):
     opt = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule, momentum=0.9)
   # Both branches have the same state tree (an empty state, then the optimiser's),
   # so a run resumed with clipping switched on or off restores as it is.
-  clip = (optax.clip_by_global_norm(optim_config.grad_clip_norm)
-          if optim_config.grad_clip_norm > 0 else optax.identity())
+  norm = optim_config.grad_clip_norm  # an array (one per model under vmap) always clips
+  clip = (optax.identity() if isinstance(norm, (int, float)) and norm == 0
+          else optax.clip_by_global_norm(norm))
   return optax.chain(clip, opt)
 
 

@@ -10,8 +10,10 @@ from seqrnn.group import group_key, train_group
 
 # Seeds x learning rates, and a learning rate so large that the run's update
 # overflows at its second step: that run stops alone.
-SWEEP = [{'seed': 0, 'optim.learning_rate': 1e-3}, {'seed': 1, 'optim.learning_rate': 3e-3},
-         {'seed': 2, 'optim.learning_rate': 1e38}, {'seed': 3, 'optim.learning_rate': 3e-3}]
+SWEEP = [{'seed': 0, 'optim.learning_rate': 1e-3, 'model.dropout_rate': 0.1},
+         {'seed': 1, 'optim.learning_rate': 3e-3, 'model.dropout_rate': 0.4},
+         {'seed': 2, 'optim.learning_rate': 1e38, 'model.dropout_rate': 0.1},
+         {'seed': 3, 'optim.learning_rate': 3e-3, 'optim.grad_clip_norm': 0.05}]
 
 
 def _close(a, b):
@@ -26,7 +28,8 @@ def test_a_vectorised_sweep_equals_its_runs_one_by_one_and_a_nan_stops_one_run(t
   assert sum('vectorised, 4 models in one step' in l for l in lines) == 4
   assert [s['status'] for s in together.values()] == ['done', 'done', 'failed', 'done']
   assert [s['status'] for s in alone.values()] == ['done', 'done', 'failed', 'done']
-  assert 'non-finite loss, gradient or update at step 2' in together['seed=2,optim.learning_rate=1e+38']['error']
+  (failed,) = [s for name, s in together.items() if 'learning_rate=1e+38' in name]
+  assert 'non-finite loss, gradient or update at step 2' in failed['error']
   for name, status in together.items():
     if status['status'] != 'done':
       continue
@@ -47,7 +50,9 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
   configs = []
   for overrides in SWEEP[:2] + SWEEP[3:]:
     config = digits_config(30, eval_every_steps=10)
-    config.seed, config.optim.learning_rate = overrides['seed'], overrides['optim.learning_rate']
+    for name, value in overrides.items():
+      *group, field = name.split('.')
+      (config[group[0]] if group else config)[field] = value
     configs.append(config)
   train_group(configs, [tmp_path / f'whole{i}' for i in range(3)], say=lambda _: None)
   short = [c.copy_and_resolve_references() for c in configs]
@@ -62,11 +67,14 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
     jax.tree.map(np.testing.assert_array_equal, whole, parts)
 
 
-def test_only_seeds_learning_rates_and_weight_decays_vectorise():
+def test_only_seeds_learning_rates_decays_clipping_and_dropout_rates_vectorise():
   a, b = digits_config(30), digits_config(30)
-  b.seed, b.optim.learning_rate = 5, 0.1
+  b.seed, b.optim.learning_rate, b.optim.weight_decay = 5, 0.1, 0.2
+  b.optim.grad_clip_norm, b.model.dropout_rate = 3.0, 0.5
   assert group_key(a) == group_key(b)
-  b.model.hidden_size = 64
+  b.model.dropout_rate = 0.0  # dropout off: another program
+  assert group_key(a) != group_key(b)
+  b.model.dropout_rate, b.model.hidden_size = 0.5, 64
   assert group_key(a) != group_key(b)
   with pytest.raises(ValueError, match='differ in .* alone'):
     train_group([a, b], ['/tmp/never-a', '/tmp/never-b'])
