@@ -9,9 +9,10 @@ A sweep file defines `get_sweep()`: a list of override dicts
 overrides; its `status.json` says `done` (with its results and wall time) or
 `failed` (with the error): a failed run (a bad value, a NaN) does not stop the
 others. Started again, a sweep skips the runs that are done and resumes the
-others from their checkpoints. Runs that differ only in seed, learning rate,
-weight decay, clipping norm and dropout rate train together, K models in one
-jitted step (`seqrnn.group`; `--novectorise` trains every run on its own). At the end `experiments.report` writes
+others from their checkpoints. Runs that differ only in the fields of
+`seqrnn.group.VECTORISED` (seed, learning rate, weight decay, clipping norm,
+regularisation rates) train together, K models in one jitted step
+(`--novectorise` trains every run on its own). At the end `experiments.report` writes
 WORKDIR/report.md, report.csv and the PNG figures.
 """
 
@@ -32,8 +33,8 @@ config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_co
 flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
 flags.DEFINE_string('workdir', None, 'The sweep\'s directory (runs go to WORKDIR/runs).')
 flags.DEFINE_bool('vectorise', True, 'Train the runs that differ only in seed, learning rate, '
-                  'weight decay, clipping norm and dropout rate together, as one vectorised '
-                  'model axis.')
+                  'weight decay, clipping norm and regularisation rates together, as one '
+                  'vectorised model axis.')
 flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
 FLAGS = flags.FLAGS
 

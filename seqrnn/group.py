@@ -4,7 +4,8 @@ Runs whose configs differ only in the VECTORISED fields have parameters and
 optimiser states of the same shapes. Stacked along a leading axis of K, they
 train in one `jax.vmap` of `train_step`, one compilation for all K, with each
 run's seed (its initial parameters, dropout and data order), learning rate,
-weight decay, clipping norm and dropout rate as arrays. Each run keeps its own workdir exactly as if it had run
+weight decay, clipping norm and dropout, variational dropout and zoneout rates
+as arrays (weight decay lives in the optimiser state already). Each run keeps its own workdir exactly as if it had run
 alone (config.json, metrics.jsonl, checkpoints, best state, test lines); its
 batches are its own, padded to the longest of the K (padding changes no result).
 A run whose update is rejected (a NaN, an invalid batch) without
@@ -33,22 +34,25 @@ from seqrnn.models import build_model
 from seqrnn.tasks import accumulate, get_task, summarize
 from seqrnn.train import create_train_state, make_optimizer, train_step, with_hyperparams_of
 
-VECTORISED = ('seed', 'optim.learning_rate', 'optim.weight_decay', 'optim.grad_clip_norm',
-              'model.dropout_rate')
+# Per-model values: the seed, the optimiser's, and the stack's regularisation rates.
+_OPTIM = ('learning_rate', 'weight_decay', 'grad_clip_norm')
+_RATES = ('dropout_rate', 'variational_dropout', 'zoneout_hidden', 'zoneout_cell')
+VECTORISED = ('seed',) + tuple(f'optim.{f}' for f in _OPTIM) + tuple(f'model.{f}' for f in _RATES)
 
 
 def group_key(config):
   """Configs with equal keys train together: all fields but VECTORISED equal, and
-  clipping and dropout on in all or in none (off, they are not in the program)."""
+  clipping and each regulariser on in all or in none (off, it is not in the program)."""
   flat = config_lib.to_flat_dict(config)
   key = {k: v for k, v in flat.items() if k not in VECTORISED}
-  key.update(clipped=flat['optim.grad_clip_norm'] > 0, dropout=flat['model.dropout_rate'] > 0)
+  key.update({f'{f} on': flat[f] > 0
+              for f in ('optim.grad_clip_norm',) + tuple(f'model.{r}' for r in _RATES)})
   return json.dumps(key, sort_keys=True)
 
 
-def _with_dropout(model, rate):
-  """`model` (a Classifier or Labeller) with its stack's dropout rate `rate`."""
-  stack = model.encoder.stack.clone(dropout_rate=rate)
+def _with_rates(model, rates):
+  """`model` (a Classifier or Labeller) with its stack's regularisation `rates`."""
+  stack = model.encoder.stack.clone(**rates)
   return model.clone(encoder=model.encoder.clone(stack=stack))
 
 
@@ -146,23 +150,23 @@ def _train_group(configs, workdirs, say):
   keys = np.stack([np.asarray(loop['rng'], np.uint32) if 'rng' in loop else
                    np.asarray(jax.random.key_data(jax.random.split(jax.random.key(c.seed))[1]))
                    for c, (_, loop) in zip(configs, restored)])
-  hyper = {name: jnp.asarray([c[group][field] for c in configs], jnp.float32)
-           for name, (group, field) in (('learning_rate', ('optim', 'learning_rate')),
-                                        ('grad_clip_norm', ('optim', 'grad_clip_norm')),
-                                        ('dropout_rate', ('model', 'dropout_rate')))}
+  # The values a run's config gives, as arrays; those off in the group stay Python zeros.
+  on = {name: base[group][name] > 0 for group, names in (('optim', _OPTIM), ('model', _RATES))
+        for name in names}
+  hyper = {name: jnp.asarray([c[group][name] for c in configs], jnp.float32)
+           for group, names in (('optim', ('learning_rate', 'grad_clip_norm')), ('model', _RATES))
+           for name in names if on[name]}
 
   mesh = Mesh(jax.devices(), ('data',))
   rows = NamedSharding(mesh, P(None, 'data'))  # [models, batch, ...]: the batch axis sharded
   single = NamedSharding(mesh, P('data'))
 
   def one(state, batch, key_data, hyper):
-    optim = types.SimpleNamespace(**base.optim.to_dict())
-    optim.learning_rate, optim.grad_clip_norm = hyper['learning_rate'], hyper['grad_clip_norm']
-    if base.optim.grad_clip_norm == 0:
-      optim.grad_clip_norm = 0.0  # off in every run of the group
-    this = state.replace(tx=make_optimizer(optim, num_steps), apply_fn=(
-        _with_dropout(model, hyper['dropout_rate']).apply if base.model.dropout_rate > 0
-        else state.apply_fn))
+    optim = types.SimpleNamespace(**{**base.optim.to_dict(), **{
+        k: v for k, v in hyper.items() if k in _OPTIM}})
+    rates = {k: v for k, v in hyper.items() if k in _RATES}
+    this = state.replace(tx=make_optimizer(optim, num_steps),
+                         apply_fn=_with_rates(model, rates).apply if rates else state.apply_fn)
     new, metrics = train_step(this, batch, jax.random.wrap_key_data(key_data))
     return new.replace(tx=tx, apply_fn=state.apply_fn), metrics
 
@@ -177,8 +181,14 @@ def _train_group(configs, workdirs, say):
   def put(batch):
     return jax.device_put(batch, single)
 
+  # Each run evaluates with its own model: zoneout's expectation reads the run's rates.
+  models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
+                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+            for c in configs]
+
   def evaluate(k, name, state_k):
-    return run_lib._evaluate(state_k, dataset.splits[name], configs[k], buckets, put)
+    return run_lib._evaluate(state_k.replace(apply_fn=models[k].apply), dataset.splits[name],
+                             configs[k], buckets, put)
 
   cfg = base.train
   pending, active = [], set(range(len(runs)))

@@ -201,12 +201,21 @@ class Zoneout(NamedTuple):
   hidden: float = 0.0
   cell: float = 0.0
 
+  def on(self):
+    return is_on(self.hidden) or is_on(self.cell)
+
+
+def is_on(rate):
+  """Whether a regulariser of rate `rate` is applied: a float above 0, or an array
+  (one rate per model under vmap, from runs that all apply it)."""
+  return not isinstance(rate, (int, float)) or rate > 0
+
 
 def _zoneout(old, new, rates, keep_old):
   """The carry after zoneout. `keep_old`: None at evaluation (the expectation),
   else per-step booleans shaped like the carry's leaves (True: keep the old value)."""
   def one(o, n, rate, keep):
-    if not rate:
+    if not is_on(rate):
       return n
     if keep is None:
       return (rate * o + (1.0 - rate) * n).astype(n.dtype)
@@ -224,7 +233,7 @@ def _scan_body(cell, carry, inputs, recurrent_mask, hoisted, zoneout):
     new, y = cell.step_projected(carry, x_t, recurrent_mask)
   else:
     new, y = cell.step_projected(carry, x_t) if hoisted else cell(carry, x_t)
-  if zoneout != Zoneout():
+  if zoneout.on():
     new = _zoneout(carry, new, zoneout, keep_old)
     y = new.hidden if isinstance(new, LSTMState) else new  # the output is the zoned-out h
   return _select(real, new, carry), jnp.where(real, y, jnp.zeros((), y.dtype))
@@ -296,7 +305,7 @@ class Recurrent(nn.Module):
       x_tbf = reverse_padded(x_tbf, lengths_b)
     if initial_carry is None:
       initial_carry = self._initial_carry(x_tbf.shape[1:])
-    regularised = self.recurrent_dropout > 0 or self.zoneout != Zoneout()
+    regularised = is_on(self.recurrent_dropout) or self.zoneout.on()
     if _resolve_impl(self.impl, self.cell, regularised) == 'fused':
       w_h, b_h = self.cell.recurrent_params()
       carry, outputs = recurrence(type(self.cell), w_h, b_h, self.cell.project(x_tbf), mask,
@@ -313,23 +322,23 @@ class Recurrent(nn.Module):
   def _masks(self, carry, num_steps, train):
     """(recurrent dropout mask [batch, H] or None, zoneout's keep masks or None)."""
     lstm = isinstance(carry, LSTMState)
-    if self.zoneout != Zoneout() and not (lstm or isinstance(carry, jax.Array)):
+    if self.zoneout.on() and not (lstm or isinstance(carry, jax.Array)):
       raise ValueError(f'zoneout needs a carry that is h alone or an LSTMState; '
                        f'{type(self.cell).__name__} has {jax.tree.structure(carry)}')
-    if self.recurrent_dropout > 0 and not hasattr(self.cell, 'step_projected'):
+    if is_on(self.recurrent_dropout) and not hasattr(self.cell, 'step_projected'):
       raise ValueError(f'variational recurrent dropout needs a cell whose step takes a '
                        f'recurrent mask (step_projected(carry, x_proj, recurrent_mask): '
                        f'seqrnn\'s gru, lstm, ln_gru, ln_lstm); {type(self.cell).__name__} '
                        f'has none')
     h = carry.hidden if lstm else carry
     recurrent_mask = keep = None
-    if train and self.recurrent_dropout > 0:
+    if train and is_on(self.recurrent_dropout):
       rate = self.recurrent_dropout
       recurrent_mask = (jax.random.bernoulli(self.make_rng('dropout'), 1.0 - rate, h.shape)
                         / (1.0 - rate)).astype(h.dtype)
-    if train and self.zoneout != Zoneout():
+    if train and self.zoneout.on():
       key = self.make_rng('dropout')
-      keep = tuple(None if not rate else per_step_bernoulli(jax.random.fold_in(key, i), rate,
+      keep = tuple(None if not is_on(rate) else per_step_bernoulli(jax.random.fold_in(key, i), rate,
                                                             num_steps, h.shape)
                    for i, rate in enumerate(self.zoneout))
     return recurrent_mask, keep

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn.cells import make_cell
-from seqrnn.layer import Recurrent, Zoneout, per_step_bernoulli, time_mask
+from seqrnn.layer import Recurrent, Zoneout, is_on, per_step_bernoulli, time_mask
 
 
 def dropout(key, x_tbh, rate):
@@ -89,7 +89,7 @@ class RNNStack(nn.Module):
     x = jnp.where(mask, jnp.transpose(x_btf, (1, 0, 2)), 0).astype(self.dtype)
     initial_carries = initial_carries or [None] * self.num_layers
 
-    variational = train and self.variational_dropout > 0
+    variational = train and is_on(self.variational_dropout)
 
     def layer(i, reverse):
       return Recurrent(make_cell(self.cell, self.hidden_size, self.dtype), impl=self.impl,
@@ -112,8 +112,7 @@ class RNNStack(nn.Module):
         y = jnp.concatenate([y_f, y_b], -1) if concat else y_f + y_b
       else:
         carry, y = layer(i, False)(x, lengths_b, initial_carries[i], train=train)
-      # An array rate (one per model under vmap) is on; so is a float above 0.
-      if train and not (isinstance(self.dropout_rate, (int, float)) and self.dropout_rate == 0):
+      if train and is_on(self.dropout_rate):
         y = dropout(self.make_rng('dropout'), y, self.dropout_rate)
       if self.residual and y.shape[-1] == x.shape[-1]:
         y = y + x

@@ -14,17 +14,21 @@ SWEEP = [{'seed': 0, 'optim.learning_rate': 1e-3, 'model.dropout_rate': 0.1},
          {'seed': 1, 'optim.learning_rate': 3e-3, 'model.dropout_rate': 0.4},
          {'seed': 2, 'optim.learning_rate': 1e38, 'model.dropout_rate': 0.1},
          {'seed': 3, 'optim.learning_rate': 3e-3, 'optim.grad_clip_norm': 0.05}]
+# The same with zoneout and variational dropout in every run, at different rates.
+SCAN_SWEEP = [{**o, 'model.zoneout_hidden': z, 'model.variational_dropout': v}
+              for o, z, v in zip(SWEEP, (0.1, 0.3, 0.1, 0.2), (0.2, 0.1, 0.1, 0.3))]
 
 
 def _close(a, b):
   return np.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_a_vectorised_sweep_equals_its_runs_one_by_one_and_a_nan_stops_one_run(tmp_path):
+@pytest.mark.parametrize('sweep', [SWEEP, SCAN_SWEEP], ids=['fused', 'zoneout-variational'])
+def test_a_vectorised_sweep_equals_its_runs_one_by_one_and_a_nan_stops_one_run(tmp_path, sweep):
   config = digits_config(30, eval_every_steps=10)
   lines = []
-  together = run_sweep(config, SWEEP, tmp_path / 'together', say=lines.append)
-  alone = run_sweep(config, SWEEP, tmp_path / 'alone', say=lambda _: None, vectorise=False)
+  together = run_sweep(config, sweep, tmp_path / 'together', say=lines.append)
+  alone = run_sweep(config, sweep, tmp_path / 'alone', say=lambda _: None, vectorise=False)
   assert sum('vectorised, 4 models in one step' in l for l in lines) == 4
   assert [s['status'] for s in together.values()] == ['done', 'done', 'failed', 'done']
   assert [s['status'] for s in alone.values()] == ['done', 'done', 'failed', 'done']
@@ -42,7 +46,7 @@ def test_a_vectorised_sweep_equals_its_runs_one_by_one_and_a_nan_stops_one_run(t
     assert all(jax.tree.leaves(jax.tree.map(_close, pa['params'], pb['params'])))
   # The sweep's second start finds every run done (the failed one is tried again, alone).
   lines = []
-  run_sweep(config, SWEEP, tmp_path / 'together', say=lines.append)
+  run_sweep(config, sweep, tmp_path / 'together', say=lines.append)
   assert sum('done before, skipped' in l for l in lines) == 3
 
 
@@ -67,10 +71,11 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
     jax.tree.map(np.testing.assert_array_equal, whole, parts)
 
 
-def test_only_seeds_learning_rates_decays_clipping_and_dropout_rates_vectorise():
+def test_only_seeds_learning_rates_decays_clipping_and_regularisation_rates_vectorise():
   a, b = digits_config(30), digits_config(30)
+  a.model.zoneout_hidden = 0.1
   b.seed, b.optim.learning_rate, b.optim.weight_decay = 5, 0.1, 0.2
-  b.optim.grad_clip_norm, b.model.dropout_rate = 3.0, 0.5
+  b.optim.grad_clip_norm, b.model.dropout_rate, b.model.zoneout_hidden = 3.0, 0.5, 0.4
   assert group_key(a) == group_key(b)
   b.model.dropout_rate = 0.0  # dropout off: another program
   assert group_key(a) != group_key(b)
