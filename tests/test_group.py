@@ -14,9 +14,9 @@ SWEEP = [{'seed': 0, 'optim.learning_rate': 1e-3, 'model.dropout_rate': 0.1},
          {'seed': 1, 'optim.learning_rate': 3e-3, 'model.dropout_rate': 0.4},
          {'seed': 2, 'optim.learning_rate': 1e38, 'model.dropout_rate': 0.1},
          {'seed': 3, 'optim.learning_rate': 3e-3, 'optim.grad_clip_norm': 0.05}]
-# The same with zoneout and variational dropout in every run, at different rates.
+# Two of them with zoneout and variational dropout too, at different rates (the scan loop).
 SCAN_SWEEP = [{**o, 'model.zoneout_hidden': z, 'model.variational_dropout': v}
-              for o, z, v in zip(SWEEP, (0.1, 0.3, 0.1, 0.2), (0.2, 0.1, 0.1, 0.3))]
+              for o, z, v in zip(SWEEP[:2], (0.1, 0.3), (0.2, 0.1))]
 
 
 def _close(a, b):
@@ -25,15 +25,18 @@ def _close(a, b):
 
 @pytest.mark.parametrize('sweep', [SWEEP, SCAN_SWEEP], ids=['fused', 'zoneout-variational'])
 def test_a_vectorised_sweep_equals_its_runs_one_by_one_and_a_nan_stops_one_run(tmp_path, sweep):
-  config = digits_config(30, eval_every_steps=10)
+  config = digits_config(20, eval_every_steps=10)
   lines = []
   together = run_sweep(config, sweep, tmp_path / 'together', say=lines.append)
   alone = run_sweep(config, sweep, tmp_path / 'alone', say=lambda _: None, vectorise=False)
-  assert sum('vectorised, 4 models in one step' in l for l in lines) == 4
-  assert [s['status'] for s in together.values()] == ['done', 'done', 'failed', 'done']
-  assert [s['status'] for s in alone.values()] == ['done', 'done', 'failed', 'done']
-  (failed,) = [s for name, s in together.items() if 'learning_rate=1e+38' in name]
-  assert 'non-finite loss, gradient or update at step 2' in failed['error']
+  k = len(sweep)
+  assert sum(f'vectorised, {k} models in one step' in l for l in lines) == k
+  expected = ['failed' if o['optim.learning_rate'] > 1 else 'done' for o in sweep]
+  assert [s['status'] for s in together.values()] == expected
+  assert [s['status'] for s in alone.values()] == expected
+  for name, status in together.items():
+    if status['status'] == 'failed':
+      assert 'non-finite loss, gradient or update at step 2' in status['error']
   for name, status in together.items():
     if status['status'] != 'done':
       continue
@@ -47,13 +50,14 @@ def test_a_vectorised_sweep_equals_its_runs_one_by_one_and_a_nan_stops_one_run(t
   # The sweep's second start finds every run done (the failed one is tried again, alone).
   lines = []
   run_sweep(config, sweep, tmp_path / 'together', say=lines.append)
-  assert sum('done before, skipped' in l for l in lines) == 3
+  assert sum('done before, skipped' in l for l in lines) == expected.count('done')
 
 
 def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_have(tmp_path):
+  # Trained 20 steps at once, and 10 then resumed to 20.
   configs = []
   for overrides in SWEEP[:2] + SWEEP[3:]:
-    config = digits_config(30, eval_every_steps=10)
+    config = digits_config(20, eval_every_steps=10)
     for name, value in overrides.items():
       *group, field = name.split('.')
       (config[group[0]] if group else config)[field] = value
@@ -61,7 +65,7 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
   train_group(configs, [tmp_path / f'whole{i}' for i in range(3)], say=lambda _: None)
   short = [c.copy_and_resolve_references() for c in configs]
   for c in short:
-    c.train.num_steps = 20
+    c.train.num_steps = 10
   train_group(short, [tmp_path / f'parts{i}' for i in range(3)], say=lambda _: None)
   train_group(configs, [tmp_path / f'parts{i}' for i in range(3)], say=lambda _: None)
   for i in range(3):
