@@ -126,8 +126,12 @@ def _train_group(configs, workdirs, say):
   split = dataset.splits['train']
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
   buckets = batching.bucket_lengths(all_lengths, base.data.num_buckets)
-  model = build_model(base.task, base.model, num_classes=dataset.num_classes,
-                      vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+  # Each run's own model evaluates it (zoneout's expectation reads the run's rates);
+  # the first one, given each run's rates as arrays, trains them all.
+  models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
+                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+            for c in configs]
+  model = models[0]
   num_steps = base.train.num_steps
   example = batching.train_batch(split, 0, batch_size=base.data.batch_size, buckets=buckets,
                                  seed=base.seed)
@@ -180,11 +184,6 @@ def _train_group(configs, workdirs, say):
 
   def put(batch):
     return jax.device_put(batch, single)
-
-  # Each run evaluates with its own model: zoneout's expectation reads the run's rates.
-  models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
-                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
-            for c in configs]
 
   def evaluate(k, name, state_k):
     return run_lib._evaluate(state_k.replace(apply_fn=models[k].apply), dataset.splits[name],
