@@ -68,15 +68,10 @@ def with_overrides(config, overrides):
   field or a value of the wrong type raises, naming it."""
   config = config.copy_and_resolve_references()
   for name, value in overrides.items():
-    *groups, field = name.split('.')
-    node = config
     try:
-      for g in groups:
-        node = node[g]
-      node[field]  # noqa: B018 - raises for an unknown field
-    except (KeyError, AttributeError):
-      raise ValueError(f'override {name}={value!r}: config.{name} is not a config field') from None
-    node[field] = value
+      seqrnn.config.set_field(config, name, value)
+    except ValueError as e:
+      raise ValueError(f'override {name}={value!r}: {e}') from None
   seqrnn.validate_config(config)
   return config
 

@@ -125,8 +125,9 @@ _POSITIVE = ('model.hidden_size', 'model.num_layers', 'model.embed_dim', 'model.
              'train.eval_every_steps', 'train.checkpoint_every_steps', 'train.keep_checkpoints')
 _NON_NEGATIVE = ('optim.warmup_steps', 'optim.grad_clip_norm', 'optim.weight_decay',
                  'data.frame_size', 'data.frame_stride')
-_RATES = ('model.dropout_rate', 'model.variational_dropout', 'model.zoneout_hidden',
-          'model.zoneout_cell', 'model.embed_dropout', 'model.word_dropout')  # in [0, 1)
+_UNIT_INTERVAL = ('model.dropout_rate', 'model.variational_dropout', 'model.zoneout_hidden',
+                  'model.zoneout_cell', 'model.embed_dropout', 'model.word_dropout',
+                  'data.eval_fraction')  # in [0, 1)
 
 
 def _flatten(config, prefix=''):
@@ -185,11 +186,9 @@ def validate_config(config):
       raise ValueError(f'config.{name}={fields[name]!r} must be >= 0')
   if fields['train.best_metric'] == 'sequence_accuracy' and fields['task'] != 'labelling':
     raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
-  for name in _RATES:
+  for name in _UNIT_INTERVAL:
     if not 0.0 <= fields[name] < 1.0:
       raise ValueError(f'config.{name}={fields[name]!r} must be in [0, 1)')
-  if not 0.0 <= fields['data.eval_fraction'] < 1.0:
-    raise ValueError(f'config.data.eval_fraction={fields["data.eval_fraction"]!r} must be in [0, 1)')
   from seqrnn.cells import make_cell  # imports a cell named by its dotted path
   try:
     cell = make_cell(fields['model.cell'], 1)
@@ -247,16 +246,26 @@ def resume_conflicts(saved, config):
   return {f: (saved.get(f), new[f]) for f in FIXED_FIELDS if saved.get(f) != new[f]}
 
 
+def set_field(config, name, value):
+  """Sets field `name` ('group.field') of `config` to `value` (a list for a tuple
+  field); a name that is no field raises ValueError naming it."""
+  *groups, field = name.split('.')
+  node = config
+  try:
+    for g in groups:
+      node = node[g]
+    current = node[field]
+  except (KeyError, AttributeError):
+    raise ValueError(f'config.{name} is not a config field') from None
+  node[field] = type(current)(value) if isinstance(current, tuple) else value
+
+
 def from_flat_dict(flat):
   """The config of a flat {'group.field': value} dict (e.g. a run's config.json);
   fields the schema has gained since keep their defaults."""
   config = default_config()
   for name, value in flat.items():
-    *groups, field = name.split('.')
-    node = config
-    for g in groups:
-      node = node[g]
-    node[field] = type(node[field])(value) if isinstance(node[field], tuple) else value
+    set_field(config, name, value)
   return config
 
 

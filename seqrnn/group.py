@@ -5,8 +5,8 @@ optimiser states of the same shapes. Stacked along a leading axis of K, they
 train in one `jax.vmap` of `train_step`, one compilation for all K, with each
 run's seed (its initial parameters, dropout and data order), learning rate,
 weight decay, clipping norm and dropout, variational dropout and zoneout rates
-as arrays (weight decay lives in the optimiser state already). Each run keeps its own workdir exactly as if it had run
-alone (config.json, metrics.jsonl, checkpoints, best state, test lines); its
+as arrays (weight decay lives in the optimiser state already). Each run keeps
+its own workdir exactly as if it had run alone (config.json, metrics.jsonl, checkpoints, best state, test lines); its
 batches are its own, padded to the longest of the K (padding changes no result).
 A run whose update is rejected (a NaN, an invalid batch) without
 `train.skip_nonfinite` stops alone, its siblings go on.
@@ -34,10 +34,13 @@ from seqrnn.models import build_model
 from seqrnn.tasks import accumulate, get_task, summarize
 from seqrnn.train import create_train_state, make_optimizer, train_step, with_hyperparams_of
 
-# Per-model values: the seed, the optimiser's, and the stack's regularisation rates.
-_OPTIM = ('learning_rate', 'weight_decay', 'grad_clip_norm')
+# Per-model values. Weight decay lives in the optimiser state; the others are
+# passed to the vectorised step as arrays: the optimiser's learning rate and
+# clipping norm, the stack's regularisation rates.
+_OPTIM = ('learning_rate', 'grad_clip_norm')
 _RATES = ('dropout_rate', 'variational_dropout', 'zoneout_hidden', 'zoneout_cell')
-VECTORISED = ('seed',) + tuple(f'optim.{f}' for f in _OPTIM) + tuple(f'model.{f}' for f in _RATES)
+_ARRAYS = tuple(('optim', f) for f in _OPTIM) + tuple(('model', f) for f in _RATES)
+VECTORISED = ('seed', 'optim.weight_decay') + tuple(f'{g}.{f}' for g, f in _ARRAYS)
 
 
 def group_key(config):
@@ -45,8 +48,7 @@ def group_key(config):
   clipping and each regulariser on in all or in none (off, it is not in the program)."""
   flat = config_lib.to_flat_dict(config)
   key = {k: v for k, v in flat.items() if k not in VECTORISED}
-  key.update({f'{f} on': flat[f] > 0
-              for f in ('optim.grad_clip_norm',) + tuple(f'model.{r}' for r in _RATES)})
+  key.update({f'{g}.{f} on': flat[f'{g}.{f}'] > 0 for g, f in _ARRAYS})
   return json.dumps(key, sort_keys=True)
 
 
@@ -110,7 +112,7 @@ def train_group(configs, workdirs, say=run_lib._say):
 def _restore(workdir, state):
   """(state, loop) of `workdir`'s latest checkpoint, (state, {}) without one."""
   directory = workdir / 'checkpoints'
-  if not directory.is_dir() or not any(directory.iterdir()):
+  if not directory.is_dir():
     return state, {}
   checkpoints = Checkpoints(directory.absolute(), None, read_only=True)
   try:
@@ -121,11 +123,8 @@ def _restore(workdir, state):
 
 def _train_group(configs, workdirs, say):
   base = configs[0]
-  run_lib.use_compilation_cache(base.train.compilation_cache)
-  dataset = run_lib.load_and_check_data(base)
+  dataset, buckets = run_lib.prepare_data(base)
   split = dataset.splits['train']
-  all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
-  buckets = batching.bucket_lengths(all_lengths, base.data.num_buckets)
   # Each run's own model evaluates it (zoneout's expectation reads the run's rates);
   # the first one, given each run's rates as arrays, trains them all.
   models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
@@ -135,7 +134,7 @@ def _train_group(configs, workdirs, say):
   num_steps = base.train.num_steps
   example = batching.train_batch(split, 0, batch_size=base.data.batch_size, buckets=buckets,
                                  seed=base.seed)
-  fresh = [create_train_state(jax.random.split(jax.random.key(c.seed))[0], model, example,
+  fresh = [create_train_state(run_lib.seed_keys(c.seed)[0], model, example,
                               make_optimizer(c.optim, num_steps), get_task(c.task))
            for c in configs]
   restored = [_restore(w, s) for w, s in zip(workdirs, fresh)]
@@ -152,14 +151,11 @@ def _train_group(configs, workdirs, say):
     run_lib._report_start(workdir, config, start)
     runs.append(_Run(config, workdir, start, loop))
   keys = np.stack([np.asarray(loop['rng'], np.uint32) if 'rng' in loop else
-                   np.asarray(jax.random.key_data(jax.random.split(jax.random.key(c.seed))[1]))
+                   np.asarray(jax.random.key_data(run_lib.seed_keys(c.seed)[1]))
                    for c, (_, loop) in zip(configs, restored)])
-  # The values a run's config gives, as arrays; those off in the group stay Python zeros.
-  on = {name: base[group][name] > 0 for group, names in (('optim', _OPTIM), ('model', _RATES))
-        for name in names}
-  hyper = {name: jnp.asarray([c[group][name] for c in configs], jnp.float32)
-           for group, names in (('optim', ('learning_rate', 'grad_clip_norm')), ('model', _RATES))
-           for name in names if on[name]}
+  # The values of each run's config, as arrays; those off in the group stay Python zeros.
+  hyper = {f: jnp.asarray([c[g][f] for c in configs], jnp.float32)
+           for g, f in _ARRAYS if base[g][f] > 0}
 
   mesh = Mesh(jax.devices(), ('data',))
   rows = NamedSharding(mesh, P(None, 'data'))  # [models, batch, ...]: the batch axis sharded
@@ -247,12 +243,8 @@ def _train_group(configs, workdirs, say):
       r.results['eval'] = r.results.get('eval') or evaluate(k, 'eval', state_k)
       r.results['test'] = evaluate(k, 'test', state_k)
       r.log.write(num_steps, 'test', r.results['test'])
-      best_step = r.best.latest_step()
-      if best_step is not None:
-        r.results['best_step'] = best_step
-        r.results['test_best'] = (r.results['test'] if best_step == num_steps else
-                                  evaluate(k, 'test', r.best.restore(state_k)[0]))
-        r.log.write(best_step, 'test_best', r.results['test_best'])
+      r.results.update(run_lib.test_of_best(r.best, state_k, num_steps, r.results['test'],
+                                            lambda s, k=k: evaluate(k, 'test', s), r.log))
       r.results.update(compiled_train_shapes=None, buckets=buckets)
   finally:
     for r in runs:

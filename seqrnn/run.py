@@ -107,8 +107,13 @@ class _Setup(NamedTuple):
   put: Callable   # a process's share of a global batch -> sharded global arrays
 
 
-def _setup(config):
-  """Data, buckets and a fresh train state for `config`, on every device."""
+def seed_keys(seed):
+  """(parameter initialisation key, dropout key) of a run seeded `seed`."""
+  return tuple(jax.random.split(jax.random.key(seed)))
+
+
+def prepare_data(config):
+  """(dataset, buckets) of `config`, checked; with the compilation cache in place."""
   use_compilation_cache(config.train.compilation_cache)
   dataset = load_and_check_data(config)
   num_devices = jax.device_count()
@@ -117,10 +122,15 @@ def _setup(config):
       raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
                        f'{num_devices} devices the batch is sharded over')
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
-  buckets = batching.bucket_lengths(all_lengths, config.data.num_buckets)
+  return dataset, batching.bucket_lengths(all_lengths, config.data.num_buckets)
+
+
+def _setup(config):
+  """Data, buckets and a fresh train state for `config`, on every device."""
+  dataset, buckets = prepare_data(config)
   model = build_model(config.task, config.model, num_classes=dataset.num_classes,
                       vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
-  init_key = jax.random.split(jax.random.key(config.seed))[0]
+  init_key = seed_keys(config.seed)[0]
   state = create_train_state(init_key, model, batching.train_batch(
       dataset.splits['train'], 0, batch_size=config.data.batch_size, buckets=buckets,
       seed=config.seed), make_optimizer(config.optim, config.train.num_steps),
@@ -193,7 +203,7 @@ def _train_and_evaluate(config, workdir):
   if dataset.splits['eval'] is train_split:
     _say('the eval split is the training split (data.eval_fraction=0): eval metrics are '
          'training metrics without dropout, and the test line is the model of the last step')
-  dropout_key = jax.random.split(jax.random.key(config.seed))[1]
+  dropout_key = seed_keys(config.seed)[1]
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
   best = Checkpoints((workdir / 'best').absolute(), 1)
   restored, loop = checkpoints.restore(state)
@@ -312,14 +322,8 @@ def _train_and_evaluate(config, workdir):
       results['eval'] = results.get('eval') or evaluate('eval', stop)
       results['test'] = evaluate('test', stop)
       log.write(last_step, 'test', results['test'])
-      # The test metrics of the best eval step's state too: an overfitting run's
-      # last step is not its best.
-      best_step = best.latest_step()
-      if best_step is not None:
-        results['best_step'] = best_step
-        results['test_best'] = (results['test'] if best_step == last_step else
-                                evaluate('test', stop, best.restore(state)[0]))
-        log.write(best_step, 'test_best', results['test_best'])
+      results.update(test_of_best(best, state, last_step, results['test'],
+                                  lambda s: evaluate('test', stop, s), log))
   finally:
     log.close()
     checkpoints.close()
@@ -327,6 +331,18 @@ def _train_and_evaluate(config, workdir):
   results['compiled_train_shapes'] = len(compiled)
   results['buckets'] = buckets
   return results
+
+
+def test_of_best(best, state, last_step, test, evaluate_test, log):
+  """{'best_step', 'test_best'}: the test metrics (`evaluate_test(state)`) of the
+  best eval step's state kept in `best`, written to `log`; {} before any eval.
+  An overfitting run's last step is not its best; `test` is the last step's."""
+  best_step = best.latest_step()
+  if best_step is None:
+    return {}
+  metrics = test if best_step == last_step else evaluate_test(best.restore(state)[0])
+  log.write(best_step, 'test_best', metrics)
+  return {'best_step': best_step, 'test_best': metrics}
 
 
 def _report_start(workdir, config, start):
@@ -341,12 +357,12 @@ def _report_start(workdir, config, start):
   num_steps = config.train.num_steps
   if start >= num_steps:
     _say(f'the checkpoint is at step {start}, at or past train.num_steps={num_steps}: '
-               f'nothing is trained; the model of step {start} is evaluated')
+         f'nothing is trained; the model of step {start} is evaluated')
   elif 'train.num_steps' in changes and config.optim.schedule == 'cosine':
     old = changes['train.num_steps'][0]
     _say(f'train.num_steps changed from {old} to {num_steps} with a cosine schedule: '
-               f'the learning rate is recomputed over {num_steps} steps and changes at step '
-               f'{start} from what the old schedule gave')
+         f'the learning rate is recomputed over {num_steps} steps and changes at step '
+         f'{start} from what the old schedule gave')
 
 
 def _say(line):

@@ -239,13 +239,19 @@ TS = """@problemName Toy
 """
 
 
-def test_uea_ts_files_keep_true_lengths_and_standardise_on_train(tmp_path):
+def _toy_uea(tmp_path):
+  """The data config of set 'Toy' (TS as both its training and test file) in tmp_path."""
   pytest.importorskip('aeon')
   (tmp_path / 'Toy').mkdir()
   for split in ('TRAIN', 'TEST'):
     (tmp_path / 'Toy' / f'Toy_{split}.ts').write_text(TS)
   config = default_config().data
-  config.series, config.path = 'Toy', str(tmp_path)
+  config.name, config.series, config.path = 'uea', 'Toy', str(tmp_path)
+  return config
+
+
+def test_uea_ts_files_keep_true_lengths_and_standardise_on_train(tmp_path):
+  config = _toy_uea(tmp_path)
   data = timeseries.load(config)
   test = data.splits['test']
   assert list(test['lengths']) == [3, 2] and list(test['labels']) == [0, 1]
@@ -310,12 +316,8 @@ def test_frames_read_consecutive_steps_as_one_and_zero_fill_the_last():
 
 
 def test_uea_without_an_eval_fraction_trains_on_the_whole_training_split(tmp_path):
-  pytest.importorskip('aeon')
-  (tmp_path / 'Toy').mkdir()
-  for split in ('TRAIN', 'TEST'):
-    (tmp_path / 'Toy' / f'Toy_{split}.ts').write_text(TS)
-  config = default_config().data
-  config.name, config.series, config.path, config.eval_fraction = 'uea', 'Toy', str(tmp_path), 0.0
+  config = _toy_uea(tmp_path)
+  config.eval_fraction = 0.0
   data = timeseries.load(config)
   assert data.splits['eval'] is data.splits['train'] and len(data.splits['train']['labels']) == 2
   config.frame_size = 2

@@ -6,6 +6,7 @@ import pytest
 from conftest import digits_config, metric_records, restore_checkpoint
 
 from experiments.sweep import run_sweep
+from seqrnn.config import set_field
 from seqrnn.group import group_key, train_group
 
 # Seeds x learning rates, and a learning rate so large that the run's update
@@ -59,8 +60,7 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
   for overrides in SWEEP[:2] + SWEEP[3:]:
     config = digits_config(20, eval_every_steps=10)
     for name, value in overrides.items():
-      *group, field = name.split('.')
-      (config[group[0]] if group else config)[field] = value
+      set_field(config, name, value)
     configs.append(config)
   train_group(configs, [tmp_path / f'whole{i}' for i in range(3)], say=lambda _: None)
   short = [c.copy_and_resolve_references() for c in configs]
