@@ -39,9 +39,8 @@ def _timed(fn):
 def main(argv):
   del argv
   config = FLAGS.config
-  dataset = run_lib.load_and_check_data(config)
+  dataset, buckets = run_lib.prepare_data(config)
   split = dataset.splits['train']
-  buckets = batching.bucket_lengths(split['lengths'], config.data.num_buckets)
   model = build_model(config.task, config.model, num_classes=dataset.num_classes,
                       vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
   batch = batching.train_batch(split, 0, batch_size=config.data.batch_size, buckets=buckets,

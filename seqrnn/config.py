@@ -48,7 +48,8 @@ def default_config():
   c.data.path = ''               # file or directory for data sets read from disk
   c.data.batch_size = 64         # global batch size (all devices and hosts together)
   c.data.eval_batch_size = 256   # batch size of evaluation and test
-  c.data.num_buckets = 4         # padded lengths per data set: at most this many compiled shapes
+  c.data.num_buckets = 'auto'    # padded lengths per data set (compiled shapes): 'auto' weighs a compile per
+                                 # length against the padding it saves over the run; 'k' forces at most k
   c.data.lowercase = False       # treebanks: lower-case words before building the vocabulary
   c.data.min_count = 1           # treebanks: words seen fewer times in training are out of vocabulary
   c.data.fold = 0                # ocr: the fold held out for testing (or trained on, below)
@@ -120,7 +121,7 @@ _CHOICES = {
 }
 _POSITIVE = ('model.hidden_size', 'model.num_layers', 'model.embed_dim', 'model.unroll',
              'model.char_embed_dim', 'model.char_hidden_size', 'data.max_word_chars',
-             'data.batch_size', 'data.eval_batch_size', 'data.num_buckets', 'data.min_count',
+             'data.batch_size', 'data.eval_batch_size', 'data.min_count',
              'optim.learning_rate', 'train.num_steps', 'train.log_every_steps',
              'train.eval_every_steps', 'train.checkpoint_every_steps', 'train.keep_checkpoints')
 _NON_NEGATIVE = ('optim.warmup_steps', 'optim.grad_clip_norm', 'optim.weight_decay',
@@ -220,6 +221,10 @@ def validate_config(config):
   if not (fields['model.remat_chunk'] == 'auto' or fields['model.remat_chunk'].isdigit()):
     raise ValueError(f"config.model.remat_chunk={fields['model.remat_chunk']!r} must be 'auto' "
                      f"or a number of steps ('0': off)")
+  buckets = fields['data.num_buckets']
+  if not (buckets == 'auto' or (buckets.isdigit() and int(buckets) > 0)):
+    raise ValueError(f"config.data.num_buckets={buckets!r} must be 'auto' or a number of padded "
+                     f"lengths > 0")
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
   if fields['optim.warmup_steps'] > fields['train.num_steps']:
@@ -257,7 +262,9 @@ def set_field(config, name, value):
     current = node[field]
   except (KeyError, AttributeError):
     raise ValueError(f'config.{name} is not a config field') from None
-  node[field] = type(current)(value) if isinstance(current, tuple) else value
+  if isinstance(current, tuple) or (isinstance(current, str) and isinstance(value, int)):
+    value = type(current)(value)  # a list; a count given to a field like num_buckets='auto'
+  node[field] = value
 
 
 def from_flat_dict(flat):

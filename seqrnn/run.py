@@ -122,7 +122,10 @@ def prepare_data(config):
       raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
                        f'{num_devices} devices the batch is sharded over')
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
-  return dataset, batching.bucket_lengths(all_lengths, config.data.num_buckets)
+  if config.data.num_buckets == 'auto':
+    trained = config.train.num_steps * config.data.batch_size
+    return dataset, batching.auto_bucket_lengths(all_lengths, trained_sequences=trained)
+  return dataset, batching.bucket_lengths(all_lengths, int(config.data.num_buckets))
 
 
 def _setup(config):

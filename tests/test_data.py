@@ -272,9 +272,9 @@ def test_unknown_words_are_marked_in_eval_and_test(tmp_path):
 def test_buckets_minimise_padding_as_a_brute_force_search_does():
   rng = np.random.default_rng(0)
   for trial in range(5):
-    lengths = np.concatenate([rng.integers(1, 20, 50), rng.integers(20, 70, 5 * trial + 1)])
+    lengths = np.concatenate([rng.integers(1, 20, 30), rng.integers(20, 70, 5 * trial + 1)])
     longest = lengths.max()
-    cands = sorted({min(-(-int(l) // 8) * 8, longest) for l in lengths})
+    cands = sorted(set(lengths.tolist()))
 
     def padded(buckets):
       return sum(min(b for b in buckets if b >= l) for l in lengths)
@@ -284,6 +284,28 @@ def test_buckets_minimise_padding_as_a_brute_force_search_does():
     buckets = batching.bucket_lengths(lengths, 4)
     assert len(buckets) <= 4 and buckets[-1] == longest
     assert padded(buckets) == best
+
+
+def test_auto_buckets_add_a_length_only_when_the_padding_it_saves_pays_for_a_compile():
+  # 100 sequences of length 5 and 100 of 50. One bucket (50) pads 100 * 45 = 4,500
+  # slots per 200 sequences trained; two buckets (5, 50) pad none and compile twice.
+  lengths = np.repeat([5, 50], 100)
+  cost = 1000  # slots a compile costs
+  def auto(trained):
+    return batching.auto_bucket_lengths(lengths, trained_sequences=trained, compile_cost_slots=cost)
+  # The second bucket pays when trained / 200 * 4,500 > 1,000, i.e. trained > 44.4.
+  assert auto(44) == (50,)
+  assert auto(45) == (5, 50)
+  assert auto(10**6) == (5, 50)  # no third length exists to add
+
+
+def test_an_epoch_is_cut_into_batches_after_sorting_so_batches_do_not_overlap_in_length():
+  split = _variable_split(n=2000)
+  batches = [np.sort(batching.train_batch(split, step, batch_size=16, buckets=(30,), seed=0)['lengths'])
+             for step in range(batching.steps_per_epoch(split, 16))]
+  batches.sort(key=lambda b: (b[0], b[-1]))
+  assert np.all(np.diff(np.concatenate(batches)) >= 0)  # ranges meet only at ties
+  assert len({b[0] for b in batches}) > 20  # and the batches do differ in length
 
 
 def test_a_missing_uea_set_says_where_it_was_looked_for(tmp_path):

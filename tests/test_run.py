@@ -100,7 +100,7 @@ def test_the_ud_tagger_trains_on_any_treebank_directory_and_reports_unseen_words
                        enumerate(zip(*s))) + '\n' for s in part]
     (tmp_path / f'xx_tb-ud-{name}.conllu').write_text('\n'.join(lines))
   config = ud_pos.get_config('debug')
-  config.data.path, config.data.num_buckets = str(tmp_path), 1  # one compiled shape
+  config.data.path, config.data.num_buckets = str(tmp_path), '1'  # one compiled shape
   results = train_and_evaluate(config, tmp_path / 'run')
   assert {'accuracy', 'unknown_accuracy', 'sequence_accuracy'} <= set(results['test'])
   assert results['test']['accuracy'] > 0.3  # 14 tags; the most frequent is about 0.3

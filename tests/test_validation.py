@@ -74,6 +74,8 @@ def test_labelling_labels_are_checked_at_real_steps_only():
     ('model.hidden_size', -4, ValueError, r'hidden_size=-4 must be > 0'),
     ('model.num_layers', 0, ValueError, r'num_layers=0 must be > 0'),
     ('model.hidden_size', 12.5, TypeError, r'hidden_size=12.5 has type float; expected int'),
+    ('data.num_buckets', '0', ValueError, r"num_buckets='0' must be 'auto' or a number of padded"),
+    ('data.num_buckets', 'many', ValueError, r"num_buckets='many' must be 'auto'"),
     ('task', 'regression', ValueError, r"config.task='regression'"),
     ('optim.name', 'adagrad', ValueError, r'optim.name'),
     ('optim.learning_rate', float('inf'), ValueError, r'learning_rate=inf must be a finite'),

@@ -15,7 +15,6 @@ def get_config(arg=None):
   c.data.name = 'uea'
   c.data.series = 'JapaneseVowels'
   c.data.batch_size = 32
-  c.data.num_buckets = 2
   c.model.cell = 'gru'
   c.model.hidden_size = 64
   c.model.num_layers = 1

@@ -17,7 +17,6 @@ def get_config(arg=None):
   c.task = 'labelling'
   c.data.name = 'ocr'
   c.data.batch_size = 32
-  c.data.num_buckets = 2
   c.model.cell = 'lstm'
   c.model.hidden_size = 128
   c.model.num_layers = 2

@@ -22,7 +22,6 @@ def get_config(arg='JapaneseVowels'):
   c.data.eval_fraction = 0.0     # no held-out split: eval metrics are training metrics
   c.data.frame_size = 0
   c.data.batch_size = 16         # the smallest shipped training split has 36 series
-  c.data.num_buckets = 2
   c.model.cell = 'gru'
   c.model.hidden_size = 64
   c.model.num_layers = 1
