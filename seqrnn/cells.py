@@ -14,16 +14,17 @@ What the built-in cells add, optional extras a loop may use:
                                        after the projection; `recurrent_mask` [batch, H]
                                        multiplies h where the recurrent matmul reads it
                                        (variational dropout, Gal & Ghahramani 2016)
+  cell.input_params(in_features)       -> (w_i [in, G*H], b_i [G*H]) in the compute dtype
   cell.recurrent_params()              -> (w_h [H, G*H], b_h [G*H]) in the compute dtype
 and, for the fused loop's hand-written backward pass (`seqrnn.layer`):
   Cell.step(w_h, b_h, carry, x_gates)         -> (carry, residuals)
-  Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_gates)
+  Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_proj_t)
   Cell.grad_residuals(residuals)              -> the part of the residuals recurrent_grads reads
   Cell.recurrent_grads(saved, d_x_proj)       -> (d_w_h, d_b_h), over all steps at once
   Cell.output(carry)                          -> y [batch, H]
 where `x_gates` is the step's input projection as G separate arrays [batch, H]
 (on XLA:CPU, slicing one wide array inside the loop costs more than the gates),
-`d_x_proj` is their gradient over all steps [time, batch, G*H], and
+`d_x_proj_t` is their gradient [batch, G*H] (`d_x_proj` over all steps), and
 `residuals` are whatever `step` saved for its backward pass.
 """
 
@@ -83,12 +84,38 @@ def _lstm_carry(zeros):
   return LSTMState(zeros, zeros)
 
 
+class InputProjection(nn.Module):
+  """x @ kernel + bias, computed as `nn.Dense` computes it (the same parameters,
+  initialisers and names), whose parameters the fused loop can also take without
+  a call (`params`), to project each step inside its loop."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def params(self, in_features):
+    """(kernel [in_features, features], bias [features]) in the compute dtype."""
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (in_features, self.features),
+                        jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    return kernel.astype(self.dtype), bias.astype(self.dtype)
+
+  def __call__(self, x):
+    kernel, bias = self.params(x.shape[-1])
+    return project(x, kernel, bias)
+
+
+def project(x, kernel, bias):
+  """x [..., in] @ kernel [in, out] + bias [out], in the kernel's dtype."""
+  return jax.lax.dot_general(x.astype(kernel.dtype), kernel,
+                             (((x.ndim - 1,), (0,)), ((), ()))) + bias
+
+
 class _FusedCell(_ProjectedCell):
   """What the built-in GRU and LSTM share: parameters and the fused loop's extras."""
 
   def setup(self):
     gates = self.num_gates * self.features
-    self.input_projection = nn.Dense(gates, dtype=self.dtype)
+    self.input_projection = InputProjection(gates, dtype=self.dtype)
     self.recurrent_kernel = self.param('recurrent_kernel', nn.initializers.orthogonal(),
                                        (self.features, gates), jnp.float32)
     self.recurrent_bias = self.param('recurrent_bias', self.init_recurrent_bias, (gates,),
@@ -97,6 +124,10 @@ class _FusedCell(_ProjectedCell):
   def project(self, x):
     """x [..., in] -> x @ W_i + b_i [..., G*H]."""
     return self.input_projection(x)
+
+  def input_params(self, in_features):
+    """(w_i [in, G*H], b_i [G*H]) in the compute dtype."""
+    return self.input_projection.params(in_features)
 
   def recurrent_params(self):
     return self.recurrent_kernel.astype(self.dtype), self.recurrent_bias.astype(self.dtype)
@@ -152,7 +183,7 @@ class GRUCell(_FusedCell):
     d_ar = d_an * hn * r * (1.0 - r)
     d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r], -1)
     d_h = d_new_h * z + (d_h_proj.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
-    return d_h, (d_ar, d_az, d_an)
+    return d_h, jnp.concatenate([d_ar, d_az, d_an], -1)
 
   @staticmethod
   def grad_residuals(residuals):
@@ -214,9 +245,9 @@ class LSTMCell(_FusedCell):
     h, c, i, f, g, o, tanh_c = (x.astype(jnp.float32) for x in residuals)
     d_h, d_c = d_new
     d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
-    d_gates = (d_c * g * i * (1.0 - i), d_c * c * f * (1.0 - f),
-               d_c * i * (1.0 - g * g), d_h * tanh_c * o * (1.0 - o))
-    d_prev_h = (jnp.concatenate(d_gates, -1).astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
+    d_gates = jnp.concatenate([d_c * g * i * (1.0 - i), d_c * c * f * (1.0 - f),
+                               d_c * i * (1.0 - g * g), d_h * tanh_c * o * (1.0 - o)], -1)
+    d_prev_h = (d_gates.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
     return LSTMState(d_prev_h, d_c * f), d_gates
 
   @staticmethod

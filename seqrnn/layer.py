@@ -8,9 +8,9 @@
 - `fused`: for cells with a hand-written backward pass (the built-in GRU and
   LSTM). The loop is a `lax.scan` under `jax.custom_vjp` (cuDNN's scheme): the
   reverse loop computes only the gate gradients and the recurrent
-  back-propagation; the weight gradients are one large matmul over all
-  timesteps after the loop, and the input-side gradients come from the
-  projection outside it. Reverse mode only.
+  back-propagation; the weight gradients and the inputs' gradient are large
+  matmuls over all timesteps after the loop. The input projection runs inside
+  the loop or before it, by the input's width (`_loop_inputs`). Reverse mode only.
 
 Both mask the same way: past `lengths[b]` the carry of sequence b is frozen and
 its outputs are zero, so the final carry is the carry at the last real step.
@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn.cells import LSTMState
+from seqrnn.cells import LSTMState, project
 
 
 def time_mask(lengths_b, num_steps):
@@ -49,24 +49,48 @@ def _select(mask, new, old):
   return jax.tree.map(lambda a, b: jnp.where(mask, a, b), new, old)
 
 
-def _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll, keep_residuals=False):
-  """Returns (final carry, outputs [time, batch, hidden], per-step residuals or None)."""
+def _loop_inputs(cell, w_i, b_i, w_h, x):
+  """What the loop scans over: x itself, to project each step inside the loop, or
+  its projection [time, batch, G*H] as G separate arrays, computed before it.
+
+  On XLA:CPU a step's small matmuls are bound by latency: an input projection no
+  wider than the recurrent matmul (in <= hidden) rides along in the loop for less
+  than one big [time*batch] matmul before it costs; a wider one costs more in the
+  loop (measured: experiments/benchmark.py against Flax, and
+  experiments/e2e_benchmark.py on the Turkish tagger, whose inputs are wider).
+  """
+  if x.shape[-1] <= w_h.shape[0]:
+    return x
+  return _gates(cell, w_i, b_i, x)
+
+
+def _gates(cell, w_i, b_i, x):
+  return tuple(jnp.split(project(x, w_i, b_i), cell.num_gates, axis=-1))
+
+
+def _forward(cell, params, xs, mask, carry0, unroll, keep_residuals=False):
+  """Runs the loop over `xs` (from `_loop_inputs`). Returns (final carry, outputs
+  [time, batch, hidden], per-step residuals or None)."""
+  w_i, b_i, w_h, b_h = params
+
   def step(carry, inputs):
     x_t, real = inputs
-    new, residuals = cell.step(w_h, b_h, carry, x_t)
+    x_gates = x_t if isinstance(x_t, tuple) else _gates(cell, w_i, b_i, x_t)
+    new, residuals = cell.step(w_h, b_h, carry, x_gates)
     h = cell.output(new)
     # Unused scan outputs still cost a write per step: keep residuals only for a backward pass.
     return _select(real, new, carry), (jnp.where(real, h, jnp.zeros_like(h)),
                                        residuals if keep_residuals else None)
 
-  x_gates = tuple(jnp.split(x_proj, cell.num_gates, axis=-1))
-  carry, (outputs, residuals) = jax.lax.scan(step, carry0, (x_gates, mask), unroll=unroll)
+  carry, (outputs, residuals) = jax.lax.scan(step, carry0, (xs, mask), unroll=unroll)
   return carry, outputs, residuals
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6, 7))
-def _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll, chunk):
-  carry, outputs, _ = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 8, 9))
+def _fused(cell, w_i, b_i, w_h, b_h, x, mask, carry0, unroll, chunk):
+  params = (w_i, b_i, w_h, b_h)
+  carry, outputs, _ = _forward(cell, params, _loop_inputs(cell, *params[:3], x), mask, carry0,
+                               unroll)
   return carry, outputs
 
 
@@ -81,26 +105,26 @@ def _unchunk(x, num_steps):
   return x.reshape((-1,) + x.shape[2:])[:num_steps]
 
 
-def _fused_fwd(cell, w_h, b_h, x_proj, mask, carry0, unroll, chunk):
+def _fused_fwd(cell, w_i, b_i, w_h, b_h, x, mask, carry0, unroll, chunk):
+  params = (w_i, b_i, w_h, b_h)
+  xs = _loop_inputs(cell, w_i, b_i, w_h, x)
   if not chunk:
-    carry, outputs, residuals = _forward(cell, w_h, b_h, x_proj, mask, carry0, unroll,
-                                         keep_residuals=True)
-    saved = residuals
+    carry, outputs, saved = _forward(cell, params, xs, mask, carry0, unroll,
+                                     keep_residuals=True)
+    xs = None
   else:  # keep only each chunk's starting carry: the backward pass recomputes the rest
+    xs = jax.tree.map(lambda a: _chunks(a, chunk), xs)
     def run_chunk(carry, inputs):
-      new, outputs, _ = _forward(cell, w_h, b_h, *inputs, carry, unroll)
+      new, outputs, _ = _forward(cell, params, *inputs, carry, unroll)
       return new, (carry, outputs)
-    carry, (saved, outputs) = jax.lax.scan(
-        run_chunk, carry0, (_chunks(x_proj, chunk), _chunks(mask, chunk, False)))
-    outputs = _unchunk(outputs, x_proj.shape[0])
-  # Of x_proj the backward pass needs its dtype, and with chunks the values: then it is
-  # kept; without, an empty array carries the dtype without keeping [time, batch, gates].
-  x_kept = x_proj if chunk else jnp.zeros((0,), x_proj.dtype)
-  return (carry, outputs), (w_h, b_h, x_kept, mask, saved)
+    carry, (saved, outputs) = jax.lax.scan(run_chunk, carry0, (xs, _chunks(mask, chunk, False)))
+    outputs = _unchunk(outputs, x.shape[0])
+  return (carry, outputs), (params, x, xs, mask, saved)
 
 
 def _fused_bwd(cell, unroll, chunk, saved, grads):
-  w_h, b_h, x_kept, mask, saved = saved
+  params, x, xs, mask, saved = saved
+  w_i, b_i, w_h, b_h = params
   d_carry, d_outputs = grads
 
   def step(d_carry, inputs):
@@ -115,25 +139,29 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
   d_carry = jax.tree.map(lambda x: x.astype(jnp.float32), d_carry)
   d_outputs = d_outputs.astype(jnp.float32)
   if not chunk:
-    d_carry0, d_x_gates = jax.lax.scan(step, d_carry, (d_outputs, mask, saved),
-                                       reverse=True, unroll=unroll)
+    d_carry0, d_x_proj = jax.lax.scan(step, d_carry, (d_outputs, mask, saved),
+                                      reverse=True, unroll=unroll)
     grad_saved = cell.grad_residuals(saved)
   else:
     def back_chunk(d_carry, inputs):
-      x_c, mask_c, start, d_out_c = inputs
-      _, _, res = _forward(cell, w_h, b_h, x_c, mask_c, start, unroll, keep_residuals=True)
+      xs_c, mask_c, start, d_out_c = inputs
+      _, _, res = _forward(cell, params, xs_c, mask_c, start, unroll, keep_residuals=True)
       d_start, d_x = jax.lax.scan(step, d_carry, (d_out_c, mask_c, res), reverse=True,
                                   unroll=unroll)
       return d_start, (d_x, cell.grad_residuals(res))
     num_steps = mask.shape[0]
-    d_carry0, (d_x_gates, grad_saved) = jax.lax.scan(
-        back_chunk, d_carry, (_chunks(x_kept, chunk), _chunks(mask, chunk, False), saved,
+    d_carry0, (d_x_proj, grad_saved) = jax.lax.scan(
+        back_chunk, d_carry, (xs, _chunks(mask, chunk, False), saved,
                               _chunks(d_outputs, chunk)), reverse=True)
-    d_x_gates, grad_saved = jax.tree.map(lambda x: _unchunk(x, num_steps), (d_x_gates, grad_saved))
-  d_x_proj = jnp.concatenate(d_x_gates, -1)
+    d_x_proj, grad_saved = jax.tree.map(lambda x: _unchunk(x, num_steps), (d_x_proj, grad_saved))
   d_w_h, d_b_h = cell.recurrent_grads(grad_saved, d_x_proj)
-  return (d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x_proj.astype(x_kept.dtype),
-          None, d_carry0)
+  # The input projection's gradients, each one large matmul over all steps.
+  d_x_proj = d_x_proj.astype(w_i.dtype)
+  d_w_i = jnp.einsum('tbf,tbg->fg', x.astype(w_i.dtype), d_x_proj,
+                     preferred_element_type=jnp.float32)
+  d_x = jnp.einsum('tbg,fg->tbf', d_x_proj, w_i)
+  return (d_w_i.astype(w_i.dtype), d_x_proj.sum((0, 1), dtype=jnp.float32).astype(b_i.dtype),
+          d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x.astype(x.dtype), None, d_carry0)
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -155,9 +183,11 @@ def remat_steps(remat_chunk, num_steps):
   return chunk if 2 <= chunk < num_steps else 0
 
 
-def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1, remat_chunk=0):
+def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, remat_chunk=0):
   """The fused loop: runs the cell class `cell` (with `step_backward`) over
-  `x_proj` [time, batch, gates] with `mask` [time, batch, 1].
+  `x` [time, batch, in] with `mask` [time, batch, 1]; `input_params` (w_i, b_i)
+  and `recurrent_params` (w_h, b_h) as the cell's `input_params` and
+  `recurrent_params` give them.
 
   Past a sequence's end its carry is frozen and its outputs are zero.
   `remat_chunk` (0, k or 'auto': about sqrt(time)) keeps, for the backward
@@ -168,8 +198,8 @@ def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1, remat_chunk=0):
   Returns (final carry, outputs [time, batch, hidden]).
   """
   try:
-    return _fused(cell, w_h, b_h, x_proj, mask, carry0, unroll,
-                  remat_steps(remat_chunk, x_proj.shape[0]))
+    return _fused(cell, *input_params, *recurrent_params, x, mask, carry0, unroll,
+                  remat_steps(remat_chunk, x.shape[0]))
   except TypeError as e:
     if 'forward-mode' not in str(e):
       raise
@@ -182,7 +212,7 @@ def recurrence(cell, w_h, b_h, x_proj, mask, carry0, unroll=1, remat_chunk=0):
 def has_fused_loop(cell):
   """Whether `cell` offers what the fused loop needs (a hand-written backward)."""
   return (getattr(type(cell), 'step_backward', None) is not None
-          and hasattr(cell, 'project') and hasattr(cell, 'recurrent_params'))
+          and hasattr(cell, 'input_params') and hasattr(cell, 'recurrent_params'))
 
 
 def reverse_padded(x_tb, lengths_b):
@@ -307,9 +337,9 @@ class Recurrent(nn.Module):
       initial_carry = self._initial_carry(x_tbf.shape[1:])
     regularised = is_on(self.recurrent_dropout) or self.zoneout.on()
     if _resolve_impl(self.impl, self.cell, regularised) == 'fused':
-      w_h, b_h = self.cell.recurrent_params()
-      carry, outputs = recurrence(type(self.cell), w_h, b_h, self.cell.project(x_tbf), mask,
-                                  initial_carry, self.unroll, self.remat_chunk)
+      carry, outputs = recurrence(type(self.cell), self.cell.input_params(x_tbf.shape[-1]),
+                                  self.cell.recurrent_params(), x_tbf, mask, initial_carry,
+                                  self.unroll, self.remat_chunk)
     else:
       recurrent_mask, keep = self._masks(initial_carry, x_tbf.shape[0], train)
       carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll,

@@ -62,26 +62,28 @@ def test_token_inputs_go_through_the_embedding():
 
 
 @pytest.mark.parametrize('cell_name', ['gru', 'lstm'])
-def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name):
+@pytest.mark.parametrize('features', [3, 9])  # projected inside the loop / before it
+def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name, features):
   from seqrnn import layer
   cell = CELLS[cell_name](features=6)
   rng = np.random.default_rng(0)
   num_steps, batch, gates = 5, 4, cell.num_gates * 6
-  w_h = jnp.asarray(rng.normal(size=(6, gates)) * 0.5, jnp.float32)
-  b_h = jnp.asarray(rng.normal(size=gates) * 0.5, jnp.float32)
-  x_proj = jnp.asarray(rng.normal(size=(num_steps, batch, gates)), jnp.float32)
+  params = [jnp.asarray(rng.normal(size=shape) * 0.5, jnp.float32)
+            for shape in [(features, gates), (gates,), (6, gates), (gates,)]]  # w_i, b_i, w_h, b_h
+  x = jnp.asarray(rng.normal(size=(num_steps, batch, features)), jnp.float32)
   mask = layer.time_mask(jnp.array([5, 1, 3, 4]), num_steps)
   carry0 = jax.tree.map(lambda z: z + 0.3, cell.initialize_carry(None, (batch, 6)))
   weights_out = jnp.asarray(rng.normal(size=(num_steps, batch, 6)), jnp.float32)
 
   def loss(run):
-    def f(w_h, b_h, x_proj, carry0):
-      carry, outputs = run(type(cell), w_h, b_h, x_proj, mask, carry0, 1)
+    def f(params, x, carry0):
+      carry, outputs = run(params, x, carry0)
       return (outputs * weights_out).sum() + sum(jnp.sum(c ** 2) for c in jax.tree.leaves(carry))
-    return jax.grad(f, argnums=(0, 1, 2, 3))(w_h, b_h, x_proj, carry0)
+    return jax.grad(f, argnums=(0, 1, 2))(params, x, carry0)
 
-  autodiff = loss(lambda *a: layer._forward(*a)[:2])
-  hand_written = loss(layer.recurrence)
+  autodiff = loss(lambda p, x, c: layer._forward(
+      type(cell), p, layer._loop_inputs(type(cell), *p[:3], x), mask, c, 1)[:2])
+  hand_written = loss(lambda p, x, c: layer.recurrence(type(cell), p[:2], p[2:], x, mask, c))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                autodiff, hand_written)
 
