@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from seqrnn import run as run_lib
 from seqrnn.config import default_config
 from seqrnn.models import build_model
 from seqrnn.tasks import get_task
@@ -100,6 +101,68 @@ class FlaxBaseline(nn.Module):
     if c.task == 'classification':
       x = x[jnp.arange(x.shape[0]), lengths - 1]
     return nn.Dense(c.classes)(x)
+
+
+# The same model as a config's with Flax's stack in place of seqrnn's: for
+# experiments.e2e_benchmark and experiments.profile_step on real data.
+class FlaxStack(nn.Module):
+  """Flax's idiomatic stack with RNNStack's call: nn.RNN layers given seq_lengths."""
+  cell: str
+  hidden_size: int
+  num_layers: int
+  dropout_rate: float
+  bidirectional: bool
+
+  @nn.compact
+  def __call__(self, x_btf, lengths_b, *, train):
+    def rnn():
+      cell = (nn.OptimizedLSTMCell(self.hidden_size) if self.cell == 'lstm'
+              else nn.GRUCell(self.hidden_size))
+      return nn.RNN(cell)
+    x = x_btf
+    for _ in range(self.num_layers):
+      layer = nn.Bidirectional(rnn(), rnn()) if self.bidirectional else rnn()
+      x = layer(x, seq_lengths=lengths_b)
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return x, None
+
+
+def flax_model(config, dataset):
+  """The config's model with FlaxStack in place of seqrnn's RNNStack."""
+  m = config.model
+  if m.cell not in ('gru', 'lstm') or m.residual or m.merge != 'concat' or m.variational_dropout \
+      or m.zoneout_hidden or m.zoneout_cell or m.initial_carry != 'zeros':
+    raise ValueError('the Flax stack stands in for plain gru/lstm stacks (concat merge, no '
+                         'residual, recurrent regulariser or learned initial carry)')
+  model = build_model(config.task, m, num_classes=dataset.num_classes,
+                      vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+  stack = FlaxStack(m.cell, m.hidden_size, m.num_layers, m.dropout_rate, m.bidirectional)
+  return model.clone(encoder=model.encoder.clone(stack=stack))
+
+
+class Trainer:
+  """One model's jitted train step over the given batches, timed."""
+
+  def __init__(self, model, config, first_batch):
+    state = create_train_state(run_lib.seed_keys(config.seed)[0], model, first_batch,
+                               make_optimizer(config.optim, config.train.num_steps),
+                               get_task(config.task))
+    self.state = jax.device_put(state)
+    self.step = jax.jit(train_step, donate_argnums=0)
+    self.rng = run_lib.seed_keys(config.seed)[1]
+    self.compiled = {}
+    self.compile_s = 0.0
+    self.seconds = 0.0
+
+  def train(self, batch):
+    start = time.perf_counter()
+    shape = batch['inputs'].shape
+    if shape not in self.compiled:
+      self.compiled[shape] = self.step.lower(self.state, batch, self.rng).compile()
+      self.compile_s += time.perf_counter() - start
+    self.state, metrics = self.compiled[shape](self.state, batch, self.rng)
+    jax.block_until_ready(metrics)
+    self.seconds += time.perf_counter() - start
 
 
 def optim_config():

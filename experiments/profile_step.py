@@ -2,8 +2,11 @@
 
   python -m experiments.profile_step --case=gru_cls --impl=seqrnn
   python -m experiments.profile_step --case=gru_cls --impl=flax
+  python -m experiments.profile_step --config=experiments/configs/turkish_pos.py --impl=flax
 
-Traces a few jitted train steps of a benchmark case (`experiments/benchmark.py`)
+Traces a few jitted train steps of a benchmark case (`experiments/benchmark.py`),
+or of a config's model on the batch of its training step `--batch_step` (with
+`--impl=flax`, Flax's stack in its place, as in `experiments.e2e_benchmark`),
 and sums the device-side op times of the trace per step, split into matmuls and
 other ops, inside the time loops (ops run once per timestep) or outside them.
 The trace itself stays in --trace_dir for Perfetto or TensorBoard.
@@ -19,9 +22,16 @@ import tempfile
 import jax
 from absl import app, flags
 
+from ml_collections import config_flags
+
 from experiments import benchmark
+from seqrnn import run as run_lib
+from seqrnn.data import batching
+from seqrnn.models import build_model
 
 flags.DEFINE_string('case', 'gru_cls', 'A case of experiments/benchmark.py.')
+config_flags.DEFINE_config_file('config', None, 'A config to profile instead of a case.')
+flags.DEFINE_integer('batch_step', 0, 'With --config: the training step whose batch is used.')
 flags.DEFINE_enum('impl', 'seqrnn', ['seqrnn', 'flax'], 'Which stack to profile.')
 flags.DEFINE_integer('steps', 5, 'Traced steps.')
 flags.DEFINE_integer('top', 12, 'How many of the costliest ops to list.')
@@ -34,14 +44,34 @@ _MATMUL = re.compile(r'ynn|xnn|^dot|gemm|cublas|cutlass', re.IGNORECASE)
 _ENCLOSING = re.compile(r'^(\$|ThunkExecutor|PjitFunction|CommonPjRt|ParseArguments|end: |while)')
 
 
+def config_step(config):
+  """(a train step closure, the batch's padded length, a name) of `config`'s model."""
+  config.train.compilation_cache = ''
+  dataset, buckets = run_lib.prepare_data(config)
+  batch = jax.device_put(batching.train_batch(
+      dataset.splits['train'], FLAGS.batch_step, batch_size=config.data.batch_size,
+      buckets=buckets, seed=config.seed))
+  model = (build_model(config.task, config.model, num_classes=dataset.num_classes,
+                       vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+           if FLAGS.impl == 'seqrnn' else benchmark.flax_model(config, dataset))
+  trainer = benchmark.Trainer(model, config, batch)
+  shape = tuple(batch['inputs'].shape)
+  return (lambda: trainer.train(batch) or trainer.state.step), shape[1], \
+      f'{config.data.name} batch {shape}'
+
+
 def main(argv):
   del argv
-  case = benchmark.CASES[FLAGS.case]
-  batch = benchmark.make_batch(case)
-  if FLAGS.impl == 'seqrnn':
-    step = benchmark.seqrnn_steps(case, batch)['train']
+  if FLAGS.config:
+    step, num_steps, title = config_step(FLAGS.config)
   else:
-    step = benchmark.jax_steps(benchmark.FlaxBaseline(case), case, batch)['train']
+    case = benchmark.CASES[FLAGS.case]
+    batch = benchmark.make_batch(case)
+    if FLAGS.impl == 'seqrnn':
+      step = benchmark.seqrnn_steps(case, batch)['train']
+    else:
+      step = benchmark.jax_steps(benchmark.FlaxBaseline(case), case, batch)['train']
+    num_steps, title = case.time, FLAGS.case
   jax.block_until_ready(step())  # compile outside the trace
   trace_dir = FLAGS.trace_dir or tempfile.mkdtemp(prefix='seqrnn_profile_')
   jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
@@ -61,9 +91,9 @@ def main(argv):
   groups = collections.Counter()
   for name, ms in per_step.items():
     kind = 'matmul' if _MATMUL.search(name) else 'other'
-    where = 'in loop' if calls[name] // FLAGS.steps >= case.time else 'outside loops'
+    where = 'in loop' if calls[name] // FLAGS.steps >= num_steps else 'outside loops'
     groups[kind, where] += ms
-  print(f'{FLAGS.impl} {FLAGS.case}: op time per train step, {FLAGS.steps} traced steps '
+  print(f'{FLAGS.impl} {title}: op time per train step, {FLAGS.steps} traced steps '
         f'(trace in {trace_dir})')
   for (kind, where), ms in sorted(groups.items(), key=lambda kv: -kv[1]):
     print(f'  {ms:7.1f} ms  {kind:6s} {where}')
