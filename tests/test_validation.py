@@ -173,3 +173,10 @@ def test_remat_chunk_is_auto_or_a_number_of_steps(value):
   with pytest.raises(ValueError, match=rf"remat_chunk='{re.escape(value)}' must be 'auto' or a "
                                        r"number of steps"):
     validate_config(config)
+
+
+def test_a_config_json_from_before_auto_buckets_still_loads():
+  # Runs saved before num_buckets took 'auto' hold an int there.
+  loaded = config.from_flat_dict({'data.num_buckets': 4, 'model.hidden_size': 8})
+  assert loaded.data.num_buckets == '4'
+  validate_config(loaded)
