@@ -56,8 +56,7 @@ def _loop_inputs(cell, w_i, b_i, w_h, x):
   On XLA:CPU a step's small matmuls are bound by latency: an input projection no
   wider than the recurrent matmul (in <= hidden) rides along in the loop for less
   than one big [time*batch] matmul before it costs; a wider one costs more in the
-  loop (measured: experiments/benchmark.py against Flax, and
-  experiments/e2e_benchmark.py on the Turkish tagger, whose inputs are wider).
+  loop (one layer's forward and backward timed both ways: README, Speed).
   """
   if x.shape[-1] <= w_h.shape[0]:
     return x
@@ -113,6 +112,8 @@ def _fused_fwd(cell, w_i, b_i, w_h, b_h, x, mask, carry0, unroll, chunk):
                                      keep_residuals=True)
     xs = None
   else:  # keep only each chunk's starting carry: the backward pass recomputes the rest
+    # from the same xs (a projection made before the loop is kept, so that the recomputed
+    # steps read bitwise the gate inputs the first pass read).
     xs = jax.tree.map(lambda a: _chunks(a, chunk), xs)
     def run_chunk(carry, inputs):
       new, outputs, _ = _forward(cell, params, *inputs, carry, unroll)
