@@ -155,6 +155,7 @@ class Trainer:
     self.seconds = 0.0
 
   def train(self, batch):
+    """One step on `batch` (compiled for its shape first if new); its metrics."""
     start = time.perf_counter()
     shape = batch['inputs'].shape
     if shape not in self.compiled:
@@ -163,6 +164,7 @@ class Trainer:
     self.state, metrics = self.compiled[shape](self.state, batch, self.rng)
     jax.block_until_ready(metrics)
     self.seconds += time.perf_counter() - start
+    return metrics
 
 
 def optim_config():

@@ -23,7 +23,8 @@ and, for the fused loop's hand-written backward pass (`seqrnn.layer`):
   Cell.recurrent_grads(saved, d_x_proj)       -> (d_w_h, d_b_h), over all steps at once
   Cell.output(carry)                          -> y [batch, H]
 where `x_gates` is the step's input projection as G separate arrays [batch, H]
-(on XLA:CPU, slicing one wide array inside the loop costs more than the gates),
+(projected before the loop, they are scanned as G arrays: on XLA:CPU slicing one
+wide array per step costs more),
 `d_x_proj_t` is their gradient [batch, G*H] (`d_x_proj` over all steps), and
 `residuals` are whatever `step` saved for its backward pass.
 """

@@ -28,12 +28,11 @@ def _least_padded_sizes(lengths, max_buckets):
   cost = np.full((max_buckets, n), np.inf)
   back = np.full((max_buckets, n), -1)
   cost[0] = held * cands
-  below = np.tril(np.ones((n, n), bool), -1)  # [j, i]: i < j
-  for k in range(1, max_buckets):
-    options = np.where(below, cost[k - 1][None, :] + (held[:, None] - held[None, :]) * cands[:, None],
-                       np.inf)
-    back[k] = np.argmin(options, axis=1)
-    cost[k] = options[np.arange(n), back[k]]
+  for k in range(1, max_buckets):  # O(n) memory: a data set may have thousands of lengths
+    for j in range(1, n):
+      options = cost[k - 1, :j] + (held[j] - held[:j]) * cands[j]
+      back[k, j] = int(np.argmin(options))
+      cost[k, j] = options[back[k, j]]
   sizes, choices = [], []
   for k in range(max_buckets):
     best = int(np.argmin(cost[:k + 1, -1]))  # k + 1 buckets at most
