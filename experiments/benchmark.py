@@ -114,7 +114,10 @@ class FlaxStack(nn.Module):
   bidirectional: bool
 
   @nn.compact
-  def __call__(self, x_btf, lengths_b, *, train):
+  def __call__(self, x_btf, lengths_b, *, train, segments_bt=None):
+    if segments_bt is not None:
+      raise ValueError("Flax's nn.RNN reads one sequence a row: no packed rows")
+
     def rnn():
       cell = (nn.OptimizedLSTMCell(self.hidden_size) if self.cell == 'lstm'
               else nn.GRUCell(self.hidden_size))

@@ -50,7 +50,7 @@ def config_step(config):
   dataset, buckets = run_lib.prepare_data(config)
   batch = jax.device_put(batching.train_batch(
       dataset.splits['train'], FLAGS.batch_step, batch_size=config.data.batch_size,
-      buckets=buckets, seed=config.seed))
+      buckets=buckets, seed=config.seed, pack=config.data.pack and FLAGS.impl == 'seqrnn'))
   model = (build_model(config.task, config.model, num_classes=dataset.num_classes,
                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
            if FLAGS.impl == 'seqrnn' else benchmark.flax_model(config, dataset))

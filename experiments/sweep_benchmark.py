@@ -44,7 +44,7 @@ def main(argv):
   model = build_model(config.task, config.model, num_classes=dataset.num_classes,
                       vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
   batch = batching.train_batch(split, 0, batch_size=config.data.batch_size, buckets=buckets,
-                               seed=0)
+                               seed=0, pack=config.data.pack)
   tx = make_optimizer(config.optim, config.train.num_steps)
   single = jax.jit(train_step)
   vectorised = jax.jit(jax.vmap(train_step))

@@ -9,6 +9,10 @@ A batch (and a whole data set split) is a dict of numpy arrays:
   weights  optional float [batch]: 0 marks a padding example
   chars    optional int [batch, time, max_chars]: each token's character ids,
            0 past the word's end (token inputs only)
+  segments optional int [batch, time], labelling only: a packed row holds
+           several sequences end to end, numbered 1, 2, ... at their steps
+           (0 at padding); each is read as if alone. `lengths` then counts a
+           row's real steps, all its sequences together
 """
 
 import jax.numpy as jnp
@@ -80,9 +84,26 @@ def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=No
     if bad.any():
       raise ValueError(f'{name}["chars"] holds character id {chars[bad][0]} at index '
                        f'{_where(bad)}; expected ids in [0, {num_chars})')
+  if 'segments' in batch:
+    _validate_segments(np.asarray(batch['segments']), real_bt, task, name)
   if 'weights' in batch and np.asarray(batch['weights']).shape != (batch_size,):
     raise ValueError(f'{name}["weights"] has shape {np.asarray(batch["weights"]).shape}; '
                      f'expected [{batch_size}]')
+
+
+def _validate_segments(segments, real_bt, task, name):
+  if task != 'labelling':
+    raise ValueError(f'{name} has packed rows ("segments"); only the labelling task reads '
+                     f'them (task {task!r} has one label per row)')
+  if segments.shape != real_bt.shape or not np.issubdtype(segments.dtype, np.integer):
+    raise ValueError(f'{name}["segments"] has shape {segments.shape} and dtype '
+                     f'{segments.dtype}; expected int {list(real_bt.shape)}')
+  step = np.diff(segments, axis=1, prepend=0)  # +1 where a sequence starts, 0 inside one
+  bad = real_bt & (((step != 0) & (step != 1)) | (segments < 1)) | ~real_bt & (segments != 0)
+  if bad.any():
+    raise ValueError(f'{name}["segments"] holds {segments[bad][0]} at index {_where(bad)}; '
+                     f'expected 1, 2, ... counting up by one at each new sequence of a row '
+                     f'over its real steps (t < lengths), 0 past them')
 
 
 def batch_is_valid(batch, num_classes):

@@ -50,6 +50,8 @@ def default_config():
   c.data.eval_batch_size = 256   # batch size of evaluation and test
   c.data.num_buckets = 'auto'    # padded lengths per data set (compiled shapes): 'auto' weighs a compile per
                                  # length against the padding it saves over the run; 'k' forces at most k
+  c.data.pack = False            # labelling: a training row as long as its bucket also takes shorter sequences
+                                 # end to end into what would be padding (each read as if alone); batch_size counts rows
   c.data.lowercase = False       # treebanks: lower-case words before building the vocabulary
   c.data.min_count = 1           # treebanks: words seen fewer times in training are out of vocabulary
   c.data.fold = 0                # ocr: the fold held out for testing (or trained on, below)
@@ -225,6 +227,12 @@ def validate_config(config):
   if not (buckets == 'auto' or (buckets.isdigit() and int(buckets) > 0)):
     raise ValueError(f"config.data.num_buckets={buckets!r} must be 'auto' or a number of padded "
                      f"lengths > 0")
+  if fields['data.pack'] and fields['task'] != 'labelling':
+    raise ValueError(f"config.data.pack=True packs several sequences into a row, for the "
+                     f"labelling task; config.task={fields['task']!r} has one label per row")
+  if fields['data.pack'] and fields['model.variational_dropout'] > 0:
+    raise ValueError('config.data.pack=True: variational dropout draws one mask per row, which '
+                     'the sequences of a packed row would share; set one of them off')
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
   if fields['optim.warmup_steps'] > fields['train.num_steps']:

@@ -133,7 +133,7 @@ def _train_group(configs, workdirs, say):
   model = models[0]
   num_steps = base.train.num_steps
   example = batching.train_batch(split, 0, batch_size=base.data.batch_size, buckets=buckets,
-                                 seed=base.seed)
+                                 seed=base.seed, pack=base.data.pack)
   fresh = [create_train_state(run_lib.seed_keys(c.seed)[0], model, example,
                               make_optimizer(c.optim, num_steps), get_task(c.task))
            for c in configs]
@@ -174,7 +174,8 @@ def _train_group(configs, workdirs, say):
 
   def make(step):
     batches = [batching.train_batch(split, step, batch_size=base.data.batch_size,
-                                    buckets=buckets, seed=c.seed) for c in configs]
+                                    buckets=buckets, seed=c.seed, pack=base.data.pack)
+               for c in configs]
     longest = max(b['inputs'].shape[1] for b in batches)
     return jax.device_put(_stack([batching.pad_to(b, longest) for b in batches]), rows)
 

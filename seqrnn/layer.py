@@ -14,6 +14,10 @@
 
 Both mask the same way: past `lengths[b]` the carry of sequence b is frozen and
 its outputs are zero, so the final carry is the carry at the last real step.
+Both also read packed rows (`segments`: several sequences laid end to end in
+one row, see `seqrnn.batch`): the carry goes back to the initial carry where a
+new sequence starts, and a reversed layer reads each sequence backwards on its
+own, so a packed sequence's outputs are those it has alone.
 
 The scan loop also regularises the recurrent state, each off by default:
 variational recurrent dropout (one mask per sequence on the h the recurrent
@@ -67,13 +71,24 @@ def _gates(cell, w_i, b_i, x):
   return tuple(jnp.split(project(x, w_i, b_i), cell.num_gates, axis=-1))
 
 
-def _forward(cell, params, xs, mask, carry0, unroll, keep_residuals=False):
-  """Runs the loop over `xs` (from `_loop_inputs`). Returns (final carry, outputs
+def segment_starts(segments_bt, mask):
+  """[time, batch, 1] booleans, True where a packed row's second, third, ...
+  sequence starts (its carry goes back to the initial carry there)."""
+  seg = segments_bt.T
+  new = jnp.concatenate([jnp.zeros_like(seg[:1], bool), seg[1:] != seg[:-1]])
+  return new[..., None] & mask
+
+
+def _forward(cell, params, xs, mask, resets, start, carry0, unroll, keep_residuals=False):
+  """Runs the loop over `xs` (from `_loop_inputs`) from carry `start`, going back
+  to `carry0` at `resets` (None: no packed rows). Returns (final carry, outputs
   [time, batch, hidden], per-step residuals or None)."""
   w_i, b_i, w_h, b_h = params
 
   def step(carry, inputs):
-    x_t, real = inputs
+    x_t, real, reset = inputs
+    if reset is not None:
+      carry = _select(reset, carry0, carry)
     x_gates = x_t if isinstance(x_t, tuple) else _gates(cell, w_i, b_i, x_t)
     new, residuals = cell.step(w_h, b_h, carry, x_gates)
     h = cell.output(new)
@@ -81,15 +96,15 @@ def _forward(cell, params, xs, mask, carry0, unroll, keep_residuals=False):
     return _select(real, new, carry), (jnp.where(real, h, jnp.zeros_like(h)),
                                        residuals if keep_residuals else None)
 
-  carry, (outputs, residuals) = jax.lax.scan(step, carry0, (xs, mask), unroll=unroll)
+  carry, (outputs, residuals) = jax.lax.scan(step, start, (xs, mask, resets), unroll=unroll)
   return carry, outputs, residuals
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 8, 9))
-def _fused(cell, w_i, b_i, w_h, b_h, x, mask, carry0, unroll, chunk):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 9, 10))
+def _fused(cell, w_i, b_i, w_h, b_h, x, mask, resets, carry0, unroll, chunk):
   params = (w_i, b_i, w_h, b_h)
-  carry, outputs, _ = _forward(cell, params, _loop_inputs(cell, *params[:3], x), mask, carry0,
-                               unroll)
+  carry, outputs, _ = _forward(cell, params, _loop_inputs(cell, *params[:3], x), mask, resets,
+                               carry0, carry0, unroll)
   return carry, outputs
 
 
@@ -104,11 +119,11 @@ def _unchunk(x, num_steps):
   return x.reshape((-1,) + x.shape[2:])[:num_steps]
 
 
-def _fused_fwd(cell, w_i, b_i, w_h, b_h, x, mask, carry0, unroll, chunk):
+def _fused_fwd(cell, w_i, b_i, w_h, b_h, x, mask, resets, carry0, unroll, chunk):
   params = (w_i, b_i, w_h, b_h)
   xs = _loop_inputs(cell, w_i, b_i, w_h, x)
   if not chunk:
-    carry, outputs, saved = _forward(cell, params, xs, mask, carry0, unroll,
+    carry, outputs, saved = _forward(cell, params, xs, mask, resets, carry0, carry0, unroll,
                                      keep_residuals=True)
     xs = None
   else:  # keep only each chunk's starting carry: the backward pass recomputes the rest
@@ -116,45 +131,61 @@ def _fused_fwd(cell, w_i, b_i, w_h, b_h, x, mask, carry0, unroll, chunk):
     # steps read bitwise the gate inputs the first pass read).
     xs = jax.tree.map(lambda a: _chunks(a, chunk), xs)
     def run_chunk(carry, inputs):
-      new, outputs, _ = _forward(cell, params, *inputs, carry, unroll)
+      xs_c, mask_c, resets_c = inputs
+      new, outputs, _ = _forward(cell, params, xs_c, mask_c, resets_c, carry, carry0, unroll)
       return new, (carry, outputs)
-    carry, (saved, outputs) = jax.lax.scan(run_chunk, carry0, (xs, _chunks(mask, chunk, False)))
+    carry, (saved, outputs) = jax.lax.scan(
+        run_chunk, carry0, (xs, _chunks(mask, chunk, False), _maybe_chunks(resets, chunk)))
     outputs = _unchunk(outputs, x.shape[0])
-  return (carry, outputs), (params, x, xs, mask, saved)
+  return (carry, outputs), (params, x, xs, mask, resets, carry0, saved)
+
+
+def _maybe_chunks(resets, chunk):
+  return None if resets is None else _chunks(resets, chunk, False)
 
 
 def _fused_bwd(cell, unroll, chunk, saved, grads):
-  params, x, xs, mask, saved = saved
+  params, x, xs, mask, resets, carry0, saved = saved
   w_i, b_i, w_h, b_h = params
   d_carry, d_outputs = grads
+  zeros = lambda tree: jax.tree.map(jnp.zeros_like, tree)
 
-  def step(d_carry, inputs):
-    d_out, real, res = inputs
-    d_new = _select(real, d_carry, jax.tree.map(jnp.zeros_like, d_carry))
+  def step(acc, inputs):
+    d_carry, d_carry0 = acc  # d_carry0: what reached the initial carry at resets so far
+    d_out, real, reset, res = inputs
+    d_new = _select(real, d_carry, zeros(d_carry))
     # The output at a real step is the new carry's h: its gradient joins the carry's.
     d_new = _add_to_hidden(cell, d_new, jnp.where(real, d_out, 0.0))
     d_prev, d_x = cell.step_backward(w_h, res, d_new)
     d_prev = _select(real, d_prev, d_carry)  # a frozen step passes its gradient through
-    return d_prev, d_x
+    if reset is not None:  # a packed sequence's first step read the initial carry
+      d_carry0 = jax.tree.map(jnp.add, d_carry0, _select(reset, d_prev, zeros(d_prev)))
+      d_prev = _select(reset, zeros(d_prev), d_prev)
+    return (d_prev, d_carry0), d_x
 
   d_carry = jax.tree.map(lambda x: x.astype(jnp.float32), d_carry)
   d_outputs = d_outputs.astype(jnp.float32)
+  acc = (d_carry, None if resets is None else zeros(d_carry))
   if not chunk:
-    d_carry0, d_x_proj = jax.lax.scan(step, d_carry, (d_outputs, mask, saved),
-                                      reverse=True, unroll=unroll)
+    acc, d_x_proj = jax.lax.scan(step, acc, (d_outputs, mask, resets, saved),
+                                 reverse=True, unroll=unroll)
     grad_saved = cell.grad_residuals(saved)
   else:
-    def back_chunk(d_carry, inputs):
-      xs_c, mask_c, start, d_out_c = inputs
-      _, _, res = _forward(cell, params, xs_c, mask_c, start, unroll, keep_residuals=True)
-      d_start, d_x = jax.lax.scan(step, d_carry, (d_out_c, mask_c, res), reverse=True,
-                                  unroll=unroll)
-      return d_start, (d_x, cell.grad_residuals(res))
+    def back_chunk(acc, inputs):
+      xs_c, mask_c, resets_c, start, d_out_c = inputs
+      _, _, res = _forward(cell, params, xs_c, mask_c, resets_c, start, carry0, unroll,
+                           keep_residuals=True)
+      acc, d_x = jax.lax.scan(step, acc, (d_out_c, mask_c, resets_c, res), reverse=True,
+                              unroll=unroll)
+      return acc, (d_x, cell.grad_residuals(res))
     num_steps = mask.shape[0]
-    d_carry0, (d_x_proj, grad_saved) = jax.lax.scan(
-        back_chunk, d_carry, (xs, _chunks(mask, chunk, False), saved,
-                              _chunks(d_outputs, chunk)), reverse=True)
+    acc, (d_x_proj, grad_saved) = jax.lax.scan(
+        back_chunk, acc, (xs, _chunks(mask, chunk, False), _maybe_chunks(resets, chunk), saved,
+                          _chunks(d_outputs, chunk)), reverse=True)
     d_x_proj, grad_saved = jax.tree.map(lambda x: _unchunk(x, num_steps), (d_x_proj, grad_saved))
+  d_carry0, d_at_resets = acc
+  if d_at_resets is not None:
+    d_carry0 = jax.tree.map(jnp.add, d_carry0, d_at_resets)
   d_w_h, d_b_h = cell.recurrent_grads(grad_saved, d_x_proj)
   # The input projection's gradients, each one large matmul over all steps.
   d_x_proj = d_x_proj.astype(w_i.dtype)
@@ -162,7 +193,8 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
                      preferred_element_type=jnp.float32)
   d_x = jnp.einsum('tbg,fg->tbf', d_x_proj, w_i)
   return (d_w_i.astype(w_i.dtype), d_x_proj.sum((0, 1), dtype=jnp.float32).astype(b_i.dtype),
-          d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x.astype(x.dtype), None, d_carry0)
+          d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x.astype(x.dtype), None, None,
+          d_carry0)
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -184,13 +216,16 @@ def remat_steps(remat_chunk, num_steps):
   return chunk if 2 <= chunk < num_steps else 0
 
 
-def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, remat_chunk=0):
+def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, remat_chunk=0,
+               resets=None):
   """The fused loop: runs the cell class `cell` (with `step_backward`) over
   `x` [time, batch, in] with `mask` [time, batch, 1]; `input_params` (w_i, b_i)
   and `recurrent_params` (w_h, b_h) as the cell's `input_params` and
   `recurrent_params` give them.
 
-  Past a sequence's end its carry is frozen and its outputs are zero.
+  Past a sequence's end its carry is frozen and its outputs are zero. Where
+  `resets` [time, batch, 1] (packed rows: `segment_starts`) is True the step
+  reads `carry0` instead of the carry before it.
   `remat_chunk` (0, k or 'auto': about sqrt(time)) keeps, for the backward
   pass, only the carry at every k-th step instead of every step's gate values,
   and recomputes a chunk's steps in the backward pass: memory O(time/k + k)
@@ -199,7 +234,7 @@ def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, 
   Returns (final carry, outputs [time, batch, hidden]).
   """
   try:
-    return _fused(cell, *input_params, *recurrent_params, x, mask, carry0, unroll,
+    return _fused(cell, *input_params, *recurrent_params, x, mask, resets, carry0, unroll,
                   remat_steps(remat_chunk, x.shape[0]))
   except TypeError as e:
     if 'forward-mode' not in str(e):
@@ -216,13 +251,23 @@ def has_fused_loop(cell):
           and hasattr(cell, 'input_params') and hasattr(cell, 'recurrent_params'))
 
 
-def reverse_padded(x_tb, lengths_b):
+def reverse_padded(x_tb, lengths_b, segments_bt=None):
   """Reverses each sequence of x [time, batch, ...] within its own length:
   step t of sequence b becomes step lengths[b] - 1 - t; padded steps stay put.
+  With `segments` (packed rows), each sequence of a row within its own span.
   Its own inverse."""
   num_steps = x_tb.shape[0]
   t = jnp.arange(num_steps)[:, None]
-  idx = jnp.where(t < lengths_b[None, :], lengths_b[None, :] - 1 - t, t)
+  if segments_bt is None:
+    start, end = 0, lengths_b[None, :]
+  else:  # each step's sequence spans [start, end)
+    seg = segments_bt.T
+    change = seg[1:] != seg[:-1]
+    first = jnp.concatenate([jnp.ones_like(change[:1]), change])
+    last = jnp.concatenate([change, jnp.ones_like(change[:1])])
+    start = jax.lax.cummax(jnp.where(first, t, 0), axis=0)
+    end = jax.lax.cummin(jnp.where(last, t + 1, num_steps), axis=0, reverse=True)
+  idx = jnp.where(t < lengths_b[None, :], start + end - 1 - t, t)
   idx = idx.reshape(idx.shape + (1,) * (x_tb.ndim - 2))
   return jnp.take_along_axis(x_tb, idx, axis=0)
 
@@ -258,8 +303,10 @@ def _zoneout(old, new, rates, keep_old):
   return one(old, new, rates.hidden, None if keep_old is None else keep_old[0])
 
 
-def _scan_body(cell, carry, inputs, recurrent_mask, hoisted, zoneout):
-  x_t, real, keep_old = inputs
+def _scan_body(cell, carry, inputs, recurrent_mask, carry0, hoisted, zoneout):
+  x_t, real, keep_old, reset = inputs
+  if reset is not None:
+    carry = _select(reset, carry0, carry)
   if recurrent_mask is not None:
     new, y = cell.step_projected(carry, x_t, recurrent_mask)
   else:
@@ -271,13 +318,14 @@ def _scan_body(cell, carry, inputs, recurrent_mask, hoisted, zoneout):
 
 
 def scan_cell(cell, xs, mask, carry0, unroll=1, *, recurrent_mask=None, zoneout=Zoneout(),
-              zoneout_keep=None):
+              zoneout_keep=None, resets=None):
   """The scan loop: `flax.linen.scan` of any Flax cell over xs [time, batch, in].
 
   Call it inside a module's compact method with a bound `cell`.
   `recurrent_mask` [batch, H] is passed to each step (`cell.step_projected`);
   `zoneout` gives the rates and `zoneout_keep` the training masks (a pair of
-  [time, batch, H] booleans or None, for h and c), None at evaluation.
+  [time, batch, H] booleans or None, for h and c), None at evaluation;
+  `resets` as for `recurrence`.
   Returns (final carry, outputs [time, batch, out]).
   """
   hoisted = hasattr(cell, 'project') and hasattr(cell, 'step_projected')
@@ -285,8 +333,8 @@ def scan_cell(cell, xs, mask, carry0, unroll=1, *, recurrent_mask=None, zoneout=
     xs = cell.project(xs)
   scan = nn.scan(functools.partial(_scan_body, hoisted=hoisted, zoneout=zoneout),
                  variable_broadcast='params', split_rngs={'params': False, 'dropout': True},
-                 in_axes=(0, nn.broadcast), out_axes=0, unroll=unroll)
-  return scan(cell, carry0, (xs, mask, zoneout_keep), recurrent_mask)
+                 in_axes=(0, nn.broadcast, nn.broadcast), out_axes=0, unroll=unroll)
+  return scan(cell, carry0, (xs, mask, zoneout_keep, resets), recurrent_mask, carry0)
 
 
 IMPLS = ('auto', 'scan', 'fused')
@@ -321,33 +369,36 @@ class Recurrent(nn.Module):
   remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
 
   @nn.compact
-  def __call__(self, x_tbf, lengths_b, initial_carry=None, *, train=False):
+  def __call__(self, x_tbf, lengths_b, initial_carry=None, *, train=False, segments_bt=None):
     """x_tbf: [time, batch, in]; lengths_b: int [batch]; initial_carry: the cell's
-    carry for [batch] sequences, or None for the (zero or learned) initial carry.
+    carry for [batch] sequences, or None for the (zero or learned) initial carry;
+    segments_bt: None, or int [batch, time] for packed rows (`seqrnn.batch`):
+    each sequence of a row starts from the initial carry.
 
-    Returns (final carry, outputs [time, batch, out]).
+    Returns (final carry (a packed row's: its last sequence's), outputs [time, batch, out]).
     """
     mask = time_mask(lengths_b, x_tbf.shape[0])
+    resets = None if segments_bt is None else segment_starts(segments_bt, mask)
     # Padded steps are zeroed before the projection: its weight gradient is
     # x^T @ d_x_proj over all steps, where a NaN in padding times a zero gradient
     # would still be NaN. So a padded step's content, whatever it is, changes nothing.
     x_tbf = jnp.where(mask, x_tbf, jnp.zeros((), x_tbf.dtype))
     if self.reverse:
-      x_tbf = reverse_padded(x_tbf, lengths_b)
+      x_tbf = reverse_padded(x_tbf, lengths_b, segments_bt)
     if initial_carry is None:
       initial_carry = self._initial_carry(x_tbf.shape[1:])
     regularised = is_on(self.recurrent_dropout) or self.zoneout.on()
     if _resolve_impl(self.impl, self.cell, regularised) == 'fused':
       carry, outputs = recurrence(type(self.cell), self.cell.input_params(x_tbf.shape[-1]),
                                   self.cell.recurrent_params(), x_tbf, mask, initial_carry,
-                                  self.unroll, self.remat_chunk)
+                                  self.unroll, self.remat_chunk, resets)
     else:
       recurrent_mask, keep = self._masks(initial_carry, x_tbf.shape[0], train)
       carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll,
                                  recurrent_mask=recurrent_mask, zoneout=self.zoneout,
-                                 zoneout_keep=keep)
+                                 zoneout_keep=keep, resets=resets)
     if self.reverse:
-      outputs = reverse_padded(outputs, lengths_b)
+      outputs = reverse_padded(outputs, lengths_b, segments_bt)
     return carry, outputs
 
   def _masks(self, carry, num_steps, train):

@@ -15,16 +15,17 @@ POOLINGS = ('last', 'mean', 'max')
 class Encoder(nn.Module):
   """Float features `[batch, time, features]`, or int tokens `[batch, time]`
   (with their characters `chars` [batch, time, max_chars] where the embedding
-  reads them) through `words`, then the stack.
+  reads them) through `words`, then the stack; `segments` [batch, time] for
+  packed rows (`seqrnn.batch`).
   """
   stack: RNNStack
   words: Optional[WordEmbedding] = None
 
   @nn.compact
-  def __call__(self, inputs, lengths_b, *, train, chars=None):
+  def __call__(self, inputs, lengths_b, *, train, chars=None, segments=None):
     if self.words is not None:
       inputs = self.words(inputs, chars, train=train)
-    outputs_bth, _ = self.stack(inputs, lengths_b, train=train)
+    outputs_bth, _ = self.stack(inputs, lengths_b, train=train, segments_bt=segments)
     return outputs_bth
 
 
@@ -54,7 +55,10 @@ class Classifier(nn.Module):
   pooling: str = 'last'
 
   @nn.compact
-  def __call__(self, inputs, lengths_b, *, train=False, chars=None):
+  def __call__(self, inputs, lengths_b, *, train=False, chars=None, segments=None):
+    if segments is not None:
+      raise ValueError('a Classifier reads one sequence per row; packed rows (segments) '
+                       'are for labelling: set config.data.pack=False')
     outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
     stack = self.encoder.stack
     if stack.bidirectional:
@@ -83,8 +87,8 @@ class Labeller(nn.Module):
   num_classes: int
 
   @nn.compact
-  def __call__(self, inputs, lengths_b, *, train=False, chars=None):
-    outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
+  def __call__(self, inputs, lengths_b, *, train=False, chars=None, segments=None):
+    outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars, segments=segments)
     return nn.Dense(self.num_classes, name='head')(outputs_bth.astype(jnp.float32))
 
 

@@ -136,7 +136,7 @@ def _setup(config):
   init_key = seed_keys(config.seed)[0]
   state = create_train_state(init_key, model, batching.train_batch(
       dataset.splits['train'], 0, batch_size=config.data.batch_size, buckets=buckets,
-      seed=config.seed), make_optimizer(config.optim, config.train.num_steps),
+      seed=config.seed, pack=config.data.pack), make_optimizer(config.optim, config.train.num_steps),
                              get_task(config.task))
   # Every device of every process holds the whole state; batches are split by rows.
   mesh = Mesh(jax.devices(), ('data',))
@@ -195,13 +195,16 @@ def _train_and_evaluate(config, workdir):
   dataset, buckets, state, put = _setup(config)
   train_split = dataset.splits['train']
   batch_args = dict(batch_size=config.data.batch_size, buckets=buckets, seed=config.seed,
-                    process_index=jax.process_index(), process_count=jax.process_count())
+                    pack=config.data.pack, process_index=jax.process_index(),
+                    process_count=jax.process_count())
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
-                                            buckets=buckets, seed=config.seed)
+                                            buckets=buckets, seed=config.seed,
+                                            pack=config.data.pack)
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
   _say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-       f'padded lengths {buckets}, padding fraction of a training epoch {padding:.3f}, '
+       f'padded lengths {buckets}{", packed rows" if config.data.pack else ""}, '
+       f'padding fraction of a training epoch {padding:.3f}, '
        f'of evaluation {eval_padding:.3f}')
   if dataset.splits['eval'] is train_split:
     _say('the eval split is the training split (data.eval_fraction=0): eval metrics are '

@@ -71,10 +71,12 @@ class RNNStack(nn.Module):
   remat_chunk: Any = 0
 
   @nn.compact
-  def __call__(self, x_btf, lengths_b, *, train, initial_carries=None):
+  def __call__(self, x_btf, lengths_b, *, train, initial_carries=None, segments_bt=None):
     """x_btf: [batch, time, features]; lengths_b: int [batch]; initial_carries:
     None, or one entry per layer: the cell's carry for [batch] sequences (for a
-    bidirectional layer a (forward, backward) pair), or None for the default.
+    bidirectional layer a (forward, backward) pair), or None for the default;
+    segments_bt: None, or int [batch, time] for packed rows (`seqrnn.batch`):
+    each sequence of a row is read as if it were alone.
 
     Returns (outputs [batch, time, width], zero past each length,
              list of each layer's final carry at each sequence's last real step;
@@ -90,6 +92,9 @@ class RNNStack(nn.Module):
     initial_carries = initial_carries or [None] * self.num_layers
 
     variational = train and is_on(self.variational_dropout)
+    if variational and segments_bt is not None:
+      raise ValueError('variational dropout draws one mask per row, which packed rows '
+                       '(segments) would share between sequences: set config.data.pack=False')
 
     def layer(i, reverse):
       return Recurrent(make_cell(self.cell, self.hidden_size, self.dtype), impl=self.impl,
@@ -105,13 +110,16 @@ class RNNStack(nn.Module):
         x = sequence_dropout(self.make_rng('dropout'), x, self.variational_dropout)
       if self.bidirectional:
         start_f, start_b = initial_carries[i] or (None, None)
-        carry_f, y_f = layer(i, False)(x, lengths_b, start_f, train=train)
-        carry_b, y_b = layer(i, True)(x, lengths_b, start_b, train=train)
+        carry_f, y_f = layer(i, False)(x, lengths_b, start_f, train=train,
+                                       segments_bt=segments_bt)
+        carry_b, y_b = layer(i, True)(x, lengths_b, start_b, train=train,
+                                      segments_bt=segments_bt)
         carry = (carry_f, carry_b)
         concat = self.merge == 'concat' or (i == self.num_layers - 1 and not self.merge_top)
         y = jnp.concatenate([y_f, y_b], -1) if concat else y_f + y_b
       else:
-        carry, y = layer(i, False)(x, lengths_b, initial_carries[i], train=train)
+        carry, y = layer(i, False)(x, lengths_b, initial_carries[i], train=train,
+                                   segments_bt=segments_bt)
       if train and is_on(self.dropout_rate):
         y = dropout(self.make_rng('dropout'), y, self.dropout_rate)
       if self.residual and y.shape[-1] == x.shape[-1]:

@@ -6,6 +6,7 @@ add up exactly over batches, devices and hosts (`summarize` divides at the
 end). `batch['weights']` ([batch], optional) zeroes padding examples.
 """
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -27,8 +28,9 @@ def classification(logits_bc, batch):
 
 def labelling(logits_btc, batch):
   """Cross-entropy averaged over real timesteps only; per-step accuracy and
-  whole-sequence accuracy (every real step right); with `batch['unknown']`
-  ([batch, time] bool, e.g. words unseen in training), accuracy on those steps."""
+  whole-sequence accuracy (every real step right; in packed rows, `segments`,
+  each sequence counted on its own); with `batch['unknown']` ([batch, time]
+  bool, e.g. words unseen in training), accuracy on those steps."""
   w_b = _weights(batch)
   labels_bt = batch['labels']
   num_steps = labels_bt.shape[1]
@@ -37,15 +39,31 @@ def labelling(logits_btc, batch):
   labels_bt = jnp.clip(labels_bt, 0, logits_btc.shape[-1] - 1)
   xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32), labels_bt)
   correct_bt = (jnp.argmax(logits_btc, -1) == labels_bt)
-  seq_correct_b = jnp.all(correct_bt | (real_bt == 0), axis=1)
-  steps, seqs = real_bt.sum(), w_b.sum()
+  if 'segments' in batch:
+    seq_correct, seqs = _segments_correct(correct_bt, batch['segments'], w_b)
+  else:
+    seq_correct, seqs = (jnp.all(correct_bt | (real_bt == 0), axis=1) * w_b).sum(), w_b.sum()
+  steps = real_bt.sum()
   metrics = {'loss': ((xent_bt * real_bt).sum(), steps),
              'accuracy': ((correct_bt * real_bt).sum(), steps),
-             'sequence_accuracy': ((seq_correct_b * w_b).sum(), seqs)}
+             'sequence_accuracy': (seq_correct, seqs)}
   if 'unknown' in batch:
     unknown_bt = batch['unknown'] * real_bt
     metrics['unknown_accuracy'] = ((correct_bt * unknown_bt).sum(), unknown_bt.sum())
   return metrics
+
+
+def _segments_correct(correct_bt, segments_bt, w_b):
+  """(weighted count of packed sequences with every step right, weighted count of
+  sequences): a row's sequence s is its steps with segments == s >= 1."""
+  batch, num_steps = segments_bt.shape
+  ids = (jnp.arange(batch)[:, None] * (num_steps + 1) + segments_bt).reshape(-1)
+  wrong = jax.ops.segment_sum((~correct_bt & (segments_bt > 0)).reshape(-1).astype(jnp.int32),
+                              ids, num_segments=batch * (num_steps + 1))
+  size = jax.ops.segment_sum((segments_bt > 0).reshape(-1).astype(jnp.int32), ids,
+                             num_segments=batch * (num_steps + 1))
+  w = jnp.repeat(w_b, num_steps + 1)
+  return ((size > 0) & (wrong == 0)) @ w, (size > 0) @ w
 
 
 TASKS = {'classification': classification, 'labelling': labelling}

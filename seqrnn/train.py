@@ -65,8 +65,10 @@ def with_hyperparams_of(opt_state, fresh_opt_state):
 
 def model_args(batch):
   """The positional and keyword arguments a model takes from `batch`: inputs,
-  lengths and, where the batch has them, each word's characters `chars`."""
-  return (batch['inputs'], batch['lengths']), {k: batch[k] for k in ('chars',) if k in batch}
+  lengths and, where the batch has them, each word's characters `chars` and
+  packed rows' `segments`."""
+  return ((batch['inputs'], batch['lengths']),
+          {k: batch[k] for k in ('chars', 'segments') if k in batch})
 
 
 def create_train_state(key, model, example_batch, tx, task):

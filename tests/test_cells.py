@@ -62,8 +62,10 @@ def test_token_inputs_go_through_the_embedding():
 
 
 @pytest.mark.parametrize('cell_name', ['gru', 'lstm'])
-@pytest.mark.parametrize('features', [3, 9])  # projected inside the loop / before it
-def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name, features):
+@pytest.mark.parametrize('features, packed', [(3, False), (9, False), (3, True)])
+def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name, features, packed):
+  # features 3: projected inside the loop, 9: before it; packed: rows of several
+  # sequences, whose starts read the initial carry (its gradient gathers theirs).
   from seqrnn import layer
   cell = CELLS[cell_name](features=6)
   rng = np.random.default_rng(0)
@@ -71,7 +73,12 @@ def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name, featu
   params = [jnp.asarray(rng.normal(size=shape) * 0.5, jnp.float32)
             for shape in [(features, gates), (gates,), (6, gates), (gates,)]]  # w_i, b_i, w_h, b_h
   x = jnp.asarray(rng.normal(size=(num_steps, batch, features)), jnp.float32)
-  mask = layer.time_mask(jnp.array([5, 1, 3, 4]), num_steps)
+  lengths = jnp.array([5, 1, 3, 4])
+  mask = layer.time_mask(lengths, num_steps)
+  resets = None
+  if packed:  # rows of sequences 2+3, 1, 1+1+1, 4 steps
+    segments = jnp.array([[1, 1, 2, 2, 2], [1, 0, 0, 0, 0], [1, 2, 3, 0, 0], [1, 1, 1, 1, 0]])
+    resets = layer.segment_starts(segments, mask)
   carry0 = jax.tree.map(lambda z: z + 0.3, cell.initialize_carry(None, (batch, 6)))
   weights_out = jnp.asarray(rng.normal(size=(num_steps, batch, 6)), jnp.float32)
 
@@ -82,8 +89,9 @@ def test_hand_written_backward_pass_equals_autodiff_of_the_step(cell_name, featu
     return jax.grad(f, argnums=(0, 1, 2))(params, x, carry0)
 
   autodiff = loss(lambda p, x, c: layer._forward(
-      type(cell), p, layer._loop_inputs(type(cell), *p[:3], x), mask, c, 1)[:2])
-  hand_written = loss(lambda p, x, c: layer.recurrence(type(cell), p[:2], p[2:], x, mask, c))
+      type(cell), p, layer._loop_inputs(type(cell), *p[:3], x), mask, resets, c, c, 1)[:2])
+  hand_written = loss(lambda p, x, c: layer.recurrence(type(cell), p[:2], p[2:], x, mask, c,
+                                                      resets=resets))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                autodiff, hand_written)
 

@@ -3,8 +3,13 @@
 Because the batch of step s depends only on (seed, s), the position in the data
 stream is the step itself: a run resumed from a checkpoint at step s sees the
 batches the uninterrupted run would have seen.
+
+With `pack`, a training row holds several sequences end to end (`segments`
+numbers them, see `seqrnn.batch`): a row as long as its bucket takes shorter
+sequences into what would have been padding, and `batch_size` counts rows.
 """
 
+import bisect
 import collections
 import concurrent.futures
 import functools
@@ -104,27 +109,123 @@ def _epoch_plan(lengths_bytes, batch_size, seed, epoch):
   return batches[rng.permutation(steps)]
 
 
-def steps_per_epoch(split, batch_size):
-  return len(split['lengths']) // batch_size
+@functools.lru_cache(maxsize=4)
+def _row_layout(lengths_bytes, buckets):
+  """Packed rows of sequences of these lengths taken longest first (best-fit
+  decreasing): each sequence joins the row with the least room that holds it, or
+  starts a row as long as its bucket. A list of rows, each the positions (in
+  that longest-first order) of its sequences. It depends on the lengths alone,
+  so every epoch has the same number of rows."""
+  lengths = -np.sort(-np.frombuffer(lengths_bytes, np.int32), kind='stable')
+  rows, room_of = [], collections.defaultdict(list)  # room -> rows with that much room
+  rooms = []  # the distinct rooms of open rows, sorted
+  for pos, length in enumerate(lengths.tolist()):
+    j = bisect.bisect_left(rooms, length)
+    if j < len(rooms):
+      room = rooms[j]
+      r = room_of[room].pop()
+      if not room_of[room]:
+        del rooms[j]
+    else:
+      r, room = len(rows), _bucket_for(length, buckets)
+      rows.append([])
+    rows[r].append(pos)
+    room -= length
+    if room:
+      if not room_of[room]:
+        bisect.insort(rooms, room)
+      room_of[room].append(r)
+  return rows
 
 
-def train_batch(split, step, *, batch_size, buckets, seed, process_index=0, process_count=1):
+@functools.lru_cache(maxsize=4)
+def _packed_plan(lengths_bytes, batch_size, buckets, seed, epoch):
+  """Epoch `epoch`'s batches of packed rows: [steps] lists of `batch_size` rows,
+  each an array of sequence indices. The epoch's permutation breaks the ties of
+  the longest-first order, so which sequences share a row changes every epoch."""
+  lengths = np.frombuffer(lengths_bytes, np.int32)
+  rng = np.random.default_rng([seed, epoch])
+  order = rng.permutation(len(lengths))
+  order = order[np.argsort(-lengths[order], kind='stable')]
+  rows = [order[pos] for pos in _row_layout(lengths_bytes, buckets)]
+  steps = len(rows) // batch_size
+  rows = [rows[r] for r in rng.permutation(len(rows))[:steps * batch_size]]
+  # Cut from rows sorted by length: a batch's rows have nearly one length.
+  rows = [rows[r] for r in np.argsort([lengths[row].sum() for row in rows], kind='stable')]
+  batches = [rows[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+  return [batches[s] for s in rng.permutation(steps)]
+
+
+def _plan(lengths, batch_size, buckets, seed, epoch, pack):
+  """Epoch `epoch`'s batches: each a list of rows, a row an array of sequence indices."""
+  if pack:
+    return _packed_plan(lengths.tobytes(), batch_size, tuple(buckets), seed, epoch)
+  return _epoch_plan(lengths.tobytes(), batch_size, seed, epoch)[..., None]
+
+
+def pack_rows(split, rows, num_steps):
+  """The batch whose row r holds the sequences `rows[r]` (indices into `split`) end
+  to end, padded to `num_steps`, with their `segments` (1, 2, ... at each
+  sequence's steps, 0 at padding) and `lengths` (real steps per row)."""
+  lengths = split['lengths']
+  out = {}
+  for key, x in split.items():
+    if key == 'lengths':
+      continue
+    if x.ndim < 2:
+      raise ValueError(f'packed rows join sequences end to end: the per-sequence array '
+                       f'{key!r} {x.shape} cannot be packed')
+    out[key] = np.zeros((len(rows), num_steps) + x.shape[2:], x.dtype)
+  segments = np.zeros((len(rows), num_steps), np.int32)
+  for r, row in enumerate(rows):
+    t = 0
+    for s, i in enumerate(row, 1):
+      n = int(lengths[i])
+      for key, y in out.items():
+        y[r, t:t + n] = split[key][i, :n]
+      segments[r, t:t + n] = s
+      t += n
+  out['segments'] = segments
+  out['lengths'] = (segments > 0).sum(1).astype(np.int32)
+  return out
+
+
+def steps_per_epoch(split, batch_size, buckets=None, pack=False):
+  """Training steps in an epoch of `split` (with `pack`, the same in every epoch)."""
+  lengths = np.ascontiguousarray(split['lengths'], np.int32)
+  if pack:
+    return len(_row_layout(lengths.tobytes(), tuple(buckets))) // batch_size
+  return len(lengths) // batch_size
+
+
+def train_batch(split, step, *, batch_size, buckets, seed, pack=False, process_index=0,
+                process_count=1):
   """The batch of training step `step`, this process's share of it.
 
   Epoch e is a permutation of the split drawn from (seed, e); the last partial
-  batch of an epoch is dropped so every step has `batch_size` sequences. With
-  several processes, each returns its contiguous `batch_size / process_count` rows.
+  batch of an epoch is dropped so every step has `batch_size` sequences (with
+  `pack`, rows). With several processes, each returns its contiguous
+  `batch_size / process_count` rows.
   """
-  n = steps_per_epoch(split, batch_size)
-  if n == 0:
-    raise ValueError(f'the training split has {len(split["lengths"])} sequences, fewer than '
-                     f'config.data.batch_size={batch_size}')
-  epoch, i = divmod(step, n)
   lengths = np.ascontiguousarray(split['lengths'], np.int32)
-  idx = _epoch_plan(lengths.tobytes(), batch_size, seed, epoch)[i]
-  num_steps = _bucket_for(int(lengths[idx].max()), buckets)
-  idx = np.array_split(idx, process_count)[process_index]
+  n = steps_per_epoch(split, batch_size, buckets, pack)
+  if n == 0:
+    raise ValueError(f'the training split has {len(lengths)} sequences, fewer than '
+                     f'config.data.batch_size={batch_size}{" packed rows" if pack else ""}')
+  epoch, i = divmod(step, n)
+  rows = _plan(lengths, batch_size, buckets, seed, epoch, pack)[i]
+  num_steps = _bucket_for(max(int(lengths[row].sum()) for row in rows), buckets)
+  rows = rows[slice(*_process_rows(len(rows), process_index, process_count))]
+  if pack:
+    return pack_rows(split, rows, num_steps)
+  idx = np.concatenate(rows)
   return pad_to({k: v[idx] for k, v in split.items()}, num_steps)
+
+
+def _process_rows(num_rows, process_index, process_count):
+  """[start, stop) of this process's contiguous share of `num_rows` rows."""
+  bounds = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(num_rows), process_count)])
+  return bounds[process_index], bounds[process_index + 1]
 
 
 def _eval_order(lengths):
@@ -160,13 +261,16 @@ def eval_padding_fraction(split, *, batch_size, buckets):
   return 1.0 - lengths.sum() / slots
 
 
-def epoch_padding_fraction(split, *, batch_size, buckets, seed, epoch=0):
-  """The fraction of padded (sequence, step) slots in training epoch `epoch`,
-  from the lengths alone (no batch is built)."""
+def epoch_padding_fraction(split, *, batch_size, buckets, seed, pack=False, epoch=0):
+  """The fraction of padded (row, step) slots in training epoch `epoch`, from the
+  lengths alone (no batch is built)."""
   lengths = np.ascontiguousarray(split['lengths'], np.int32)
-  batch_lengths = lengths[_epoch_plan(lengths.tobytes(), batch_size, seed, epoch)]
-  padded = [_bucket_for(int(b.max()), buckets) * len(b) for b in batch_lengths]
-  return 1.0 - batch_lengths.sum() / sum(padded)
+  real = padded = 0
+  for rows in _plan(lengths, batch_size, buckets, seed, epoch, pack):
+    row_lengths = [int(lengths[row].sum()) for row in rows]
+    real += sum(row_lengths)
+    padded += _bucket_for(max(row_lengths), buckets) * len(rows)
+  return 1.0 - real / padded
 
 
 def prefetch(make, keys, depth=2):
