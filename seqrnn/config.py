@@ -36,7 +36,7 @@ def default_config():
   c.model.dtype = 'float32'      # computation dtype ('float32' or 'bfloat16'); parameters stay float32
   c.model.unroll = 1             # timesteps per iteration of the scanned loop
   c.model.remat_chunk = '0'      # fused loop, long sequences: keep the carry every k steps and recompute
-                                 # the rest in the backward pass (same gradients, less memory): '0' off, 'k', 'auto' (~sqrt(time))
+                                 # the rest in the backward pass (the same gradients to rounding, less memory): '0' off, 'k', 'auto' (~sqrt(time))
   c.model.bidirectional = False  # each layer also reads each sequence backwards from its last real step
   c.model.merge = 'concat'       # bidirectional: 'concat' or 'sum' the two directions' outputs
   c.model.residual = False       # add a layer's input to its output where the widths match

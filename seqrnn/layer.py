@@ -46,7 +46,10 @@ def per_step_bernoulli(key, p, num_steps, shape):
   `fold_in(key, t)`, so a step's draw does not depend on how many steps follow
   (padding changes no mask a real step sees)."""
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(num_steps))
-  return jax.vmap(lambda k: jax.random.bernoulli(k, p, shape))(keys)
+  # 64 steps at a time: drawn for all steps at once, threefry's 32-bit words of
+  # every step are alive together, several times the booleans' size (at T=4,000
+  # they were most of a remat train step's memory). The same draws either way.
+  return jax.lax.map(lambda k: jax.random.bernoulli(k, p, shape), keys, batch_size=64)
 
 
 def _select(mask, new, old):
@@ -169,32 +172,40 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
   if not chunk:
     acc, d_x_proj = jax.lax.scan(step, acc, (d_outputs, mask, resets, saved),
                                  reverse=True, unroll=unroll)
-    grad_saved = cell.grad_residuals(saved)
-  else:
-    def back_chunk(acc, inputs):
-      xs_c, mask_c, resets_c, start, d_out_c = inputs
+    grads, d_x = _param_grads(cell, w_i, x, d_x_proj, cell.grad_residuals(saved))
+  else:  # each chunk's gradients are summed as it goes: no [time, batch, gates] array is kept
+    def back_chunk(carry, inputs):
+      acc, grads = carry
+      xs_c, x_c, mask_c, resets_c, start, d_out_c = inputs
       _, _, res = _forward(cell, params, xs_c, mask_c, resets_c, start, carry0, unroll,
                            keep_residuals=True)
-      acc, d_x = jax.lax.scan(step, acc, (d_out_c, mask_c, resets_c, res), reverse=True,
-                              unroll=unroll)
-      return acc, (d_x, cell.grad_residuals(res))
-    num_steps = mask.shape[0]
-    acc, (d_x_proj, grad_saved) = jax.lax.scan(
-        back_chunk, acc, (xs, _chunks(mask, chunk, False), _maybe_chunks(resets, chunk), saved,
-                          _chunks(d_outputs, chunk)), reverse=True)
-    d_x_proj, grad_saved = jax.tree.map(lambda x: _unchunk(x, num_steps), (d_x_proj, grad_saved))
+      acc, d_x_proj = jax.lax.scan(step, acc, (d_out_c, mask_c, resets_c, res), reverse=True,
+                                   unroll=unroll)
+      chunk_grads, d_x = _param_grads(cell, w_i, x_c, d_x_proj, cell.grad_residuals(res))
+      return (acc, jax.tree.map(jnp.add, grads, chunk_grads)), d_x
+    zero_grads = tuple(jnp.zeros(p.shape, jnp.float32) for p in params)
+    (acc, grads), d_x = jax.lax.scan(
+        back_chunk, (acc, zero_grads),
+        (xs, _chunks(x, chunk), _chunks(mask, chunk, False), _maybe_chunks(resets, chunk), saved,
+         _chunks(d_outputs, chunk)), reverse=True)
+    d_x = _unchunk(d_x, mask.shape[0])
   d_carry0, d_at_resets = acc
   if d_at_resets is not None:
     d_carry0 = jax.tree.map(jnp.add, d_carry0, d_at_resets)
+  return (*(g.astype(p.dtype) for g, p in zip(grads, params)), d_x.astype(x.dtype), None, None,
+          d_carry0)
+
+
+def _param_grads(cell, w_i, x, d_x_proj, grad_saved):
+  """From the gate gradients d_x_proj [time, batch, G*H] of the steps that read
+  x [time, batch, in]: the float32 gradients of (w_i, b_i, w_h, b_h), each one
+  large matmul or sum over the steps, and the gradient of x."""
   d_w_h, d_b_h = cell.recurrent_grads(grad_saved, d_x_proj)
-  # The input projection's gradients, each one large matmul over all steps.
   d_x_proj = d_x_proj.astype(w_i.dtype)
   d_w_i = jnp.einsum('tbf,tbg->fg', x.astype(w_i.dtype), d_x_proj,
                      preferred_element_type=jnp.float32)
   d_x = jnp.einsum('tbg,fg->tbf', d_x_proj, w_i)
-  return (d_w_i.astype(w_i.dtype), d_x_proj.sum((0, 1), dtype=jnp.float32).astype(b_i.dtype),
-          d_w_h.astype(w_h.dtype), d_b_h.astype(b_h.dtype), d_x.astype(x.dtype), None, None,
-          d_carry0)
+  return (d_w_i, d_x_proj.sum((0, 1), dtype=jnp.float32), d_w_h, d_b_h), d_x
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -228,9 +239,10 @@ def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, 
   reads `carry0` instead of the carry before it.
   `remat_chunk` (0, k or 'auto': about sqrt(time)) keeps, for the backward
   pass, only the carry at every k-th step instead of every step's gate values,
-  and recomputes a chunk's steps in the backward pass: memory O(time/k + k)
-  steps of gates instead of O(time), for one more forward pass; the outputs
-  and gradients are bitwise those without it.
+  and recomputes a chunk's steps in the backward pass, summing each chunk's
+  weight gradients as it goes: memory O(time/k + k) steps of gates instead of
+  O(time), for one more forward pass; the outputs are bitwise those without it,
+  the gradients equal to float rounding (summed chunk by chunk).
   Returns (final carry, outputs [time, batch, hidden]).
   """
   try:

@@ -100,7 +100,9 @@ def test_reverse_padded_reverses_each_sequence_within_its_length():
 
 
 @pytest.mark.parametrize('cell', ['gru', 'lstm'])
-def test_rematerialised_chunks_give_bitwise_the_outputs_and_gradients_of_the_plain_loop(cell):
+def test_rematerialised_chunks_give_the_outputs_and_gradients_of_the_plain_loop(cell):
+  # Outputs bitwise (the same steps run); gradients to float rounding (the weight
+  # gradients are summed chunk by chunk, not in one matmul over all steps).
   x = np.random.default_rng(2).normal(size=(4, 23, 5)).astype(np.float32)
   lengths = np.array([23, 1, 9, 22], np.int32)
   weights = np.random.default_rng(3).normal(size=(4, 23, 16)).astype(np.float32)
@@ -121,4 +123,7 @@ def test_rematerialised_chunks_give_bitwise_the_outputs_and_gradients_of_the_pla
   for chunk in ('2', '5', 'auto', '22'):  # 'auto': 5 steps a chunk for 23
     result, loops = grads(chunk)
     assert loops > plain_loops  # the chunked loops are there: the forward pass runs twice
-    jax.tree.map(np.testing.assert_array_equal, result, plain)
+    (value, grads_), (plain_value, plain_grads) = result, plain
+    np.testing.assert_array_equal(value, plain_value)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+                 grads_, plain_grads)
