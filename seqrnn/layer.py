@@ -70,6 +70,11 @@ def _loop_inputs(cell, w_i, b_i, w_h, x):
   return _gates(cell, w_i, b_i, x)
 
 
+def _projects_in_loop(xs):
+  """Whether `_loop_inputs` gave x itself (not its projected gates)."""
+  return not isinstance(xs, tuple)
+
+
 def _gates(cell, w_i, b_i, x):
   return tuple(jnp.split(project(x, w_i, b_i), cell.num_gates, axis=-1))
 
@@ -92,7 +97,7 @@ def _forward(cell, params, xs, mask, resets, start, carry0, unroll, keep_residua
     x_t, real, reset = inputs
     if reset is not None:
       carry = _select(reset, carry0, carry)
-    x_gates = x_t if isinstance(x_t, tuple) else _gates(cell, w_i, b_i, x_t)
+    x_gates = _gates(cell, w_i, b_i, x_t) if _projects_in_loop(x_t) else x_t
     new, residuals = cell.step(w_h, b_h, carry, x_gates)
     h = cell.output(new)
     # Unused scan outputs still cost a write per step: keep residuals only for a backward pass.
@@ -186,8 +191,8 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
     zero_grads = tuple(jnp.zeros(p.shape, jnp.float32) for p in params)
     (acc, grads), d_x = jax.lax.scan(
         back_chunk, (acc, zero_grads),
-        (xs, _chunks(x, chunk), _chunks(mask, chunk, False), _maybe_chunks(resets, chunk), saved,
-         _chunks(d_outputs, chunk)), reverse=True)
+        (xs, xs if _projects_in_loop(xs) else _chunks(x, chunk), _chunks(mask, chunk, False),
+         _maybe_chunks(resets, chunk), saved, _chunks(d_outputs, chunk)), reverse=True)
     d_x = _unchunk(d_x, mask.shape[0])
   d_carry0, d_at_resets = acc
   if d_at_resets is not None:
