@@ -191,6 +191,11 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
       state, setup.dataset.splits[split], config, setup.buckets, setup.put)
 
 
+def _packing(split, buckets):
+  rows = batching.steps_per_epoch(split, 1, buckets, pack=True)
+  return f', packed {len(split["lengths"]) / rows:.2f} a row ({rows} rows an epoch)'
+
+
 def _train_and_evaluate(config, workdir):
   dataset, buckets, state, put = _setup(config)
   train_split = dataset.splits['train']
@@ -203,7 +208,7 @@ def _train_and_evaluate(config, workdir):
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
   _say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-       f'padded lengths {buckets}{", packed rows" if config.data.pack else ""}, '
+       f'padded lengths {buckets}{_packing(train_split, buckets) if config.data.pack else ""}, '
        f'padding fraction of a training epoch {padding:.3f}, '
        f'of evaluation {eval_padding:.3f}')
   if dataset.splits['eval'] is train_split:
