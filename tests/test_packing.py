@@ -169,3 +169,13 @@ def test_packed_epochs_hold_each_sequence_once_in_rows_no_longer_than_their_buck
   unpacked = batching.epoch_padding_fraction(split, batch_size=8, buckets=buckets, seed=3)
   packed = batching.epoch_padding_fraction(split, batch_size=8, buckets=buckets, seed=3, pack=True)
   assert packed < unpacked / 2
+
+
+def test_each_process_gets_its_contiguous_rows_of_the_packed_global_batch():
+  split, buckets = _split(np.random.default_rng(2).integers(1, 21, 200)), (10, 20)
+  whole = batching.train_batch(split, 3, batch_size=8, buckets=buckets, seed=0, pack=True)
+  for p in range(2):
+    share = batching.train_batch(split, 3, batch_size=8, buckets=buckets, seed=0, pack=True,
+                                 process_index=p, process_count=2)
+    for key, x in share.items():
+      np.testing.assert_array_equal(x, whole[key][4 * p:4 * (p + 1)])
