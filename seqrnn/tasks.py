@@ -34,15 +34,15 @@ def labelling(logits_btc, batch):
   w_b = _weights(batch)
   labels_bt = batch['labels']
   num_steps = labels_bt.shape[1]
-  real_bt = (jnp.arange(num_steps)[None, :] < batch['lengths'][:, None]) * w_b[:, None]
+  real_steps_bt = jnp.arange(num_steps)[None, :] < batch['lengths'][:, None]
+  real_bt = real_steps_bt * w_b[:, None]
   # Padded positions may hold any label; clip so the gather stays in range.
   labels_bt = jnp.clip(labels_bt, 0, logits_btc.shape[-1] - 1)
   xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32), labels_bt)
   correct_bt = (jnp.argmax(logits_btc, -1) == labels_bt)
-  if 'segments' in batch:
-    seq_correct, seqs = _segments_correct(correct_bt, batch['segments'], w_b)
-  else:
-    seq_correct, seqs = (jnp.all(correct_bt | (real_bt == 0), axis=1) * w_b).sum(), w_b.sum()
+  # A row is one sequence unless it is packed (`segments` numbers its sequences).
+  segments_bt = batch.get('segments', real_steps_bt.astype(jnp.int32))
+  seq_correct, seqs = _sequences_correct(correct_bt, segments_bt, w_b)
   steps = real_bt.sum()
   metrics = {'loss': ((xent_bt * real_bt).sum(), steps),
              'accuracy': ((correct_bt * real_bt).sum(), steps),
@@ -53,8 +53,8 @@ def labelling(logits_btc, batch):
   return metrics
 
 
-def _segments_correct(correct_bt, segments_bt, w_b):
-  """(weighted count of packed sequences with every step right, weighted count of
+def _sequences_correct(correct_bt, segments_bt, w_b):
+  """(weighted count of sequences with every step right, weighted count of
   sequences): a row's sequence s is its steps with segments == s >= 1."""
   batch, num_steps = segments_bt.shape
   ids = (jnp.arange(batch)[:, None] * (num_steps + 1) + segments_bt).reshape(-1)

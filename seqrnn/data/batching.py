@@ -215,17 +215,11 @@ def train_batch(split, step, *, batch_size, buckets, seed, pack=False, process_i
   epoch, i = divmod(step, n)
   rows = _plan(lengths, batch_size, buckets, seed, epoch, pack)[i]
   num_steps = _bucket_for(max(int(lengths[row].sum()) for row in rows), buckets)
-  rows = rows[slice(*_process_rows(len(rows), process_index, process_count))]
+  rows = [rows[r] for r in np.array_split(np.arange(len(rows)), process_count)[process_index]]
   if pack:
     return pack_rows(split, rows, num_steps)
   idx = np.concatenate(rows)
   return pad_to({k: v[idx] for k, v in split.items()}, num_steps)
-
-
-def _process_rows(num_rows, process_index, process_count):
-  """[start, stop) of this process's contiguous share of `num_rows` rows."""
-  bounds = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(num_rows), process_count)])
-  return bounds[process_index], bounds[process_index + 1]
 
 
 def _eval_order(lengths):
