@@ -38,20 +38,45 @@ class CharEncoder(nn.Module):
     chars_nc = chars_btc.reshape(batch * time, width)
     lengths_n = (chars_nc > 0).sum(-1)
     real_nc1 = (chars_nc > 0)[..., None]
-    x_nce = jnp.where(real_nc1, nn.Embed(self.num_chars, self.embed_dim, name='char_embed')(chars_nc), 0)
+    embed = nn.Embed(self.num_chars, self.embed_dim, name='char_embed')
     if self.kind == 'lstm':
+      x_nce = jnp.where(real_nc1, embed(chars_nc), 0)
       # A padded word (no characters) reads one zero character; its vector is never used.
       stack = RNNStack(cell='lstm', hidden_size=self.hidden_size, bidirectional=True,
                        name='char_lstm')
       _, (carries,) = stack(x_nce, jnp.maximum(lengths_n, 1), train=False)
       out = jnp.concatenate([carries[0].hidden, carries[1].hidden], -1)
     elif self.kind == 'cnn':
-      y = nn.relu(nn.Conv(self.hidden_size, (3,), padding='SAME', name='char_conv')(x_nce))
+      y = nn.relu(CharConv(self.hidden_size, name='char_conv')(chars_nc, embed.embedding))
       out = jnp.where(real_nc1, y, -jnp.inf).max(1)
       out = jnp.where(lengths_n[:, None] > 0, out, 0)
     else:
       raise ValueError(f'char_encoder={self.kind!r} is not one of {list(CHAR_ENCODERS[1:])}')
     return out.reshape(batch, time, -1)
+
+
+class CharConv(nn.Module):
+  """A width-3 convolution over embedded characters, zero-padded at both edges
+  ('SAME'): ids [words, chars] and the embedding table [num_chars, embed_dim] ->
+  [words, chars, features]. Id 0 (padding) embeds to the zero vector.
+
+  It is `nn.Conv` (the same parameters, initialised alike) computed another way:
+  what character c adds to the output at offset k is row c of the table
+  `embedding @ kernel[k]`, so three lookups and a sum replace the convolution
+  over every character slot, most of them padding (77% on the Turkish
+  treebanks; the tagger's train step 5% faster on XLA:CPU, README, Speed).
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, chars_nc, embedding_ce):
+    kernel_kef = self.param('kernel', nn.initializers.lecun_normal(),
+                            (3, embedding_ce.shape[1], self.features))
+    bias_f = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    tables_kcf = jnp.einsum('ce,kef->kcf', jnp.asarray(embedding_ce).at[0].set(0), kernel_kef)
+    width = chars_nc.shape[1]
+    padded = jnp.pad(chars_nc, ((0, 0), (1, 1)))  # id 0 past both edges
+    return sum(tables_kcf[k][padded[:, k:k + width]] for k in range(3)) + bias_f
 
 
 class WordEmbedding(nn.Module):

@@ -1,6 +1,7 @@
 """Token inputs: the character-aware word encoder, word-type and word dropout,
 and the treebank loader's character ids."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,7 @@ from seqrnn import RNNStack
 from seqrnn.config import default_config
 from seqrnn.data import conllu
 from seqrnn.models import build_model
-from seqrnn.words import CharEncoder, WordEmbedding
+from seqrnn.words import CharConv, CharEncoder, WordEmbedding
 
 # Three sentences of words of 1-5 characters (ids 2..9); 0 pads words and characters.
 CHARS = np.zeros((3, 4, 5), np.int32)
@@ -66,6 +67,32 @@ def test_the_cnn_encoder_is_a_convolution_then_the_max_over_real_characters():
     y = [np.maximum(sum(x[j + k] @ kernel[k] for k in range(3)) + bias, 0)
          for j in range(len(ids))]
     np.testing.assert_allclose(out[b, t], np.max(y, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_the_cnns_lookup_tables_are_flaxs_convolution_of_the_embedded_characters():
+  class ConvOfEmbeddings(nn.Module):  # the textbook form, over every character slot
+    @nn.compact
+    def __call__(self, chars_nc):
+      x = jnp.where((chars_nc > 0)[..., None], nn.Embed(10, 4, name='char_embed')(chars_nc), 0)
+      return nn.Conv(3, (3,), padding='SAME', name='char_conv')(x)
+
+  class Tables(nn.Module):
+    @nn.compact
+    def __call__(self, chars_nc):
+      return CharConv(3, name='char_conv')(chars_nc, nn.Embed(10, 4, name='char_embed').embedding)
+
+  chars = CHARS.reshape(-1, 5)
+  reference, tables = ConvOfEmbeddings(), Tables()
+  initial = reference.init(jax.random.key(0), chars)
+  jax.tree.map(np.testing.assert_array_equal, tables.init(jax.random.key(0), chars), initial)
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda a: rng.normal(size=a.shape).astype(np.float32), initial)
+  weights = rng.normal(size=(len(chars), 5, 3))
+  loss = lambda model: lambda p: jnp.sum(model.apply(p, chars) * weights)
+  np.testing.assert_allclose(tables.apply(params, chars), reference.apply(params, chars),
+                             rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               jax.grad(loss(tables))(params), jax.grad(loss(reference))(params))
 
 
 def test_the_lstm_encoder_is_a_bidirectional_lstm_over_the_word_alone():
