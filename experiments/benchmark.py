@@ -23,10 +23,10 @@ import numpy as np
 from absl import app, flags
 
 from seqrnn import run as run_lib
+from seqrnn import tasks as tasks_lib
+from seqrnn import train as train_lib
 from seqrnn.config import default_config
 from seqrnn.models import build_model
-from seqrnn.tasks import get_task
-from seqrnn.train import create_train_state, make_optimizer, train_step
 
 flags.DEFINE_list('cases', None, 'Cases to run (default: all).')
 flags.DEFINE_list('impls', ['seqrnn', 'flax', 'torch'], 'Implementations to compare: seqrnn '
@@ -144,15 +144,22 @@ def flax_model(config, dataset):
 
 
 class Trainer:
-  """One model's jitted train step over the given batches, timed."""
+  """One model's jitted train step over the given batches, timed.
 
-  def __init__(self, model, config, first_batch):
-    state = create_train_state(run_lib.seed_keys(config.seed)[0], model, first_batch,
-                               make_optimizer(config.optim, config.train.num_steps),
-                               get_task(config.task))
+  `lib`: the modules `run`, `train` and `tasks` that give the train state and
+  step: seqrnn's own by default (another checkout's in `experiments.e2e_benchmark
+  --baseline`).
+  """
+
+  def __init__(self, model, config, first_batch, lib=None):
+    lib = lib or types.SimpleNamespace(run=run_lib, train=train_lib, tasks=tasks_lib)
+    init_key, self.rng = lib.run.seed_keys(config.seed)
+    state = lib.train.create_train_state(
+        init_key, model, first_batch,
+        lib.train.make_optimizer(config.optim, config.train.num_steps),
+        lib.tasks.get_task(config.task))
     self.state = jax.device_put(state)
-    self.step = jax.jit(train_step, donate_argnums=0)
-    self.rng = run_lib.seed_keys(config.seed)[1]
+    self.step = jax.jit(lib.train.train_step, donate_argnums=0)
     self.compiled = {}
     self.compile_s = 0.0
     self.seconds = 0.0
@@ -177,10 +184,11 @@ def optim_config():
 
 def jax_steps(model, case, batch):
   """(train, infer) closures over a jitted step and its state, each returning a blocker."""
-  state = create_train_state(jax.random.key(0), model, batch,
-                             make_optimizer(optim_config(), 1000), get_task(case.task))
+  state = train_lib.create_train_state(jax.random.key(0), model, batch,
+                                       train_lib.make_optimizer(optim_config(), 1000),
+                                       tasks_lib.get_task(case.task))
   batch = jax.device_put(batch)
-  step = jax.jit(train_step, donate_argnums=0)
+  step = jax.jit(train_lib.train_step, donate_argnums=0)
   infer = jax.jit(lambda params, b: model.apply({'params': params}, b['inputs'], b['lengths']))
   rng = jax.random.key(1)
   box = [state]

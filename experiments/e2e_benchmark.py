@@ -1,6 +1,7 @@
 """End to end on real data: real (non-padding) timesteps per second of training.
 
   python -m experiments.e2e_benchmark --steps=300    # the Turkish tagger (turkish_pos.py)
+  python -m experiments.e2e_benchmark --steps=300 --baseline=/tmp/old  # and an older commit
   python -m experiments.e2e_benchmark --config=experiments/configs/ocr.py \
       --config.data.path=.../letter.data.gz
 
@@ -16,6 +17,10 @@ by step interleaved, so that machine noise hits them alike: pass 1 includes
 compilation (each padded length compiles when it first appears), pass 2
 repeats the same steps with everything compiled.
 
+`--baseline=DIR` adds another seqrnn commit's code, checked out in DIR (e.g.
+`git worktree add DIR COMMIT`), to the interleaved trainers: its version of the
+config, on its own batches, so that two commits compare in one process.
+
 When torch happens to be importable (never a dependency), the same tagger in
 torch, its `nn.LSTM` fed packed sequences (`pack_padded_sequence`: it computes
 no padding at all), then trains on the one-sequence-a-row batches in two passes
@@ -29,7 +34,11 @@ step) slots, the figure behind `data.num_buckets='auto'`
 (`seqrnn.data.batching.COMPILE_COST_SLOTS`; evaluation compiles too, on top).
 """
 
+import importlib
+import pathlib
+import sys
 import time
+import types
 
 import jax
 import numpy as np
@@ -44,6 +53,9 @@ from seqrnn.models import build_model
 config_flags.DEFINE_config_file('config', 'experiments/configs/turkish_pos.py',
                                 'The config whose model and batches are timed.')
 flags.DEFINE_integer('steps', 300, 'Training steps timed in each pass.')
+flags.DEFINE_string('baseline', None, 'A checkout of another seqrnn commit (for one with '
+                    'experiments/e2e_benchmark.py): its code trains its version of the config '
+                    '(with the same overrides) on its own batches, interleaved with the others.')
 FLAGS = flags.FLAGS
 
 
@@ -66,6 +78,8 @@ def main(argv):
   if config.data.pack:
     runs['seqrnn, one sequence a row'] = Trainer(model, config, one_a_row[0]), one_a_row
   runs['flax'] = Trainer(flax_model(config, dataset), config, one_a_row[0]), one_a_row
+  if FLAGS.baseline:
+    runs[f'baseline {FLAGS.baseline}'] = baseline_run(FLAGS.baseline)
   print(f'{config.data.name}: {FLAGS.steps} steps of batch {config.data.batch_size}, buckets '
         f'{buckets}; backend {jax.default_backend()}')
   print('| impl | pass | real timesteps/s | compile s | seconds | shapes | padding |\n'
@@ -87,6 +101,38 @@ def main(argv):
   per_slot = passes['seqrnn', 'compiled'][0] / slots(ours)
   print(f'seqrnn: a compile {per_shape:.1f} s a shape, a padded slot {1e6 * per_slot:.0f} us '
         f'of training: a shape costs {per_shape / per_slot:,.0f} slots')
+
+
+def baseline_run(path):
+  """(trainer, batches) of the seqrnn checkout at `path`: its `seqrnn` and
+  `experiments` packages, imported while this checkout's are out of
+  `sys.modules` and put back after, train its version of the config file (the
+  same overrides) on the batches its own batching gives."""
+  is_ours = lambda name: name.split('.')[0] in ('seqrnn', 'experiments')
+  ours = {name: sys.modules.pop(name) for name in list(sys.modules) if is_ours(name)}
+  sys.path.insert(0, str(pathlib.Path(path).resolve()))
+  try:
+    config_file = pathlib.Path(config_flags.get_config_filename(FLAGS['config']))
+    module = '.'.join(config_file.resolve().relative_to(pathlib.Path.cwd()).with_suffix('').parts)
+    config = importlib.import_module(module).get_config()
+    config.update_from_flattened_dict(config_flags.get_override_values(FLAGS['config']))
+    config.train.compilation_cache = ''
+    lib = types.SimpleNamespace(**{name: importlib.import_module(f'seqrnn.{name}')
+                                   for name in ('run', 'train', 'tasks', 'models')})
+    batching_lib = importlib.import_module('seqrnn.data.batching')
+    dataset, buckets = lib.run.prepare_data(config)
+    batches = [jax.device_put(batching_lib.train_batch(
+        dataset.splits['train'], s, batch_size=config.data.batch_size, buckets=buckets,
+        seed=config.seed, **({'pack': config.data.pack} if 'pack' in config.data else {})))
+        for s in range(FLAGS.steps)]
+    model = lib.models.build_model(config.task, config.model, num_classes=dataset.num_classes,
+                                   vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+    return Trainer(model, config, batches[0], lib), batches
+  finally:
+    sys.path.pop(0)
+    for name in [name for name in sys.modules if is_ours(name)]:
+      del sys.modules[name]
+    sys.modules.update(ours)
 
 
 def real_timesteps(batches):
