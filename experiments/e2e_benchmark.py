@@ -53,9 +53,9 @@ from seqrnn.models import build_model
 config_flags.DEFINE_config_file('config', 'experiments/configs/turkish_pos.py',
                                 'The config whose model and batches are timed.')
 flags.DEFINE_integer('steps', 300, 'Training steps timed in each pass.')
-flags.DEFINE_string('baseline', None, 'A checkout of another seqrnn commit (for one with '
-                    'experiments/e2e_benchmark.py): its code trains its version of the config '
-                    '(with the same overrides) on its own batches, interleaved with the others.')
+flags.DEFINE_string('baseline', None, 'A checkout of another seqrnn commit (960cae3 or later): '
+                    'its code trains its version of the config (with the same overrides) on its '
+                    'own batches, interleaved with the others.')
 FLAGS = flags.FLAGS
 
 
@@ -87,10 +87,10 @@ def main(argv):
   passes = time_passes(runs)
   try:  # built and timed after JAX's trainers, on its own: see the module docstring
     torch_run = {'torch, packed sequences': (TorchTrainer(config, dataset), one_a_row)}
-    passes.update(time_passes(torch_run))
-    runs.update(torch_run)
   except ImportError:
-    pass  # torch absent
+    torch_run = {}  # torch absent
+  passes.update(time_passes(torch_run))
+  runs.update(torch_run)
   rate = {impl: real_timesteps(batches) / passes[impl, 'compiled'][0]
           for impl, (_, batches) in runs.items()}
   for impl in runs:
