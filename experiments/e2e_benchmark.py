@@ -156,10 +156,10 @@ def time_passes(runs):
         t.train(batches[step])
     for impl, (t, batches) in runs.items():
       passes[impl, name] = t.seconds, t.compile_s
-      print(f'| {impl} | {name} | {real_timesteps(batches) / t.seconds:,.0f} | '
-            f'{t.compile_s:.1f} | {t.seconds:.1f} | '
-            f'{len(set(b["inputs"].shape for b in batches))} | '
-            f'{1 - real_timesteps(batches) / slots(batches):.3f} |', flush=True)
+      real = real_timesteps(batches)
+      print(f'| {impl} | {name} | {real / t.seconds:,.0f} | {t.compile_s:.1f} | '
+            f'{t.seconds:.1f} | {len(set(b["inputs"].shape for b in batches))} | '
+            f'{1 - real / slots(batches):.3f} |', flush=True)
   return passes
 
 
@@ -199,7 +199,6 @@ class TorchTrainer:
     self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt,
                                                                 config.train.num_steps)
     self.tensors = {}  # id(batch) -> its arrays as torch tensors, made once, untimed
-    self.compiled = {}
     self.compile_s = self.seconds = 0.0
 
   def _words(self, tokens_bt, chars_btc):
