@@ -27,6 +27,9 @@ flags.DEFINE_bool('distributed', False, 'Start JAX\'s distributed runtime, the c
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
 flags.DEFINE_integer('process_id', None, 'This process\'s id in [0, num_processes).')
+flags.DEFINE_bool('restart_from_scratch', False, 'Train a workdir whose checkpoints were all '
+                  'set aside as damaged from step 0 again (its earlier metrics.jsonl and best/ '
+                  'are kept under other names); without it such a workdir is refused.')
 flags.DEFINE_bool('traceback', False, 'On an error, show its whole traceback, not one line.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
@@ -40,7 +43,8 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     seqrnn.hosts.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   try:
-    results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                        restart_from_scratch=FLAGS.restart_from_scratch)
   except seqrnn.Preempted as e:
     sys.exit(str(e))
   except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as e:
@@ -60,7 +64,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # Checked before absl parses flags, whose error for a mistyped field is a traceback.
-  if errors := seqrnn.config.unknown_overrides(sys.argv[1:]):
+  # Checked before absl parses flags, whose error for a mistyped field or variant is a traceback.
+  if errors := seqrnn.config.command_line_errors(sys.argv[1:]):
     sys.exit('\n'.join(errors))
   app.run(main)

@@ -18,6 +18,7 @@ import json
 import math
 import pathlib
 import statistics
+import sys
 
 from absl import app
 
@@ -37,16 +38,32 @@ def read_metrics(run_dir):
   return records
 
 
+def read_status(run_dir):
+  """The status.json of `run_dir` as a dict; {} when there is none, or when it cannot
+  be read (cut short or garbled: said on stderr, naming it), i.e. a run not done."""
+  path = pathlib.Path(run_dir) / STATUS_FILE
+  if not path.exists():
+    return {}
+  try:
+    status = json.loads(path.read_text())
+    if not isinstance(status, dict):
+      raise ValueError(f'a JSON {type(status).__name__}, not an object')
+    return status
+  except (ValueError, OSError) as e:
+    sys.stderr.write(f'{path} cannot be read ({e}); the run is taken as not done\n')
+    return {}
+
+
 def _config(run_dir):
   path = pathlib.Path(run_dir) / 'config.json'
   return json.loads(path.read_text()) if path.exists() else {}
 
 
-def run_row(run_dir):
-  """One run's summary: a flat dict of what report.md/csv show."""
+def run_row(run_dir, status=None):
+  """One run's summary: a flat dict of what report.md/csv show (`status`: its
+  status.json, read here if not given)."""
   run_dir = pathlib.Path(run_dir)
-  status_path = run_dir / STATUS_FILE
-  status = json.loads(status_path.read_text()) if status_path.exists() else {}
+  status = read_status(run_dir) if status is None else status
   records = read_metrics(run_dir)
   best_name = _config(run_dir).get('train.best_metric', 'accuracy')
   evals = [r for r in records if r['split'] == 'eval' and best_name in r]
@@ -187,23 +204,23 @@ def report(workdir, overrides_fields=()):
   """Writes the table and figures of `workdir` (a run or a sweep); returns the paths."""
   workdir = pathlib.Path(workdir)
   dirs = run_dirs(workdir)
-  rows = [run_row(d) for d in dirs]
+  overrides = {}
+  rows = []
+  for d in dirs:
+    status = read_status(d)
+    overrides[d] = status.get('overrides', {})
+    rows.append(run_row(d, status))
   paths = list(write_table(rows, workdir))
   for row, d in zip(rows, dirs):
-    row['_overrides'] = _overrides(d)
+    row['_overrides'] = overrides[d]
   paths.append(plot_curves({d.name: read_metrics(d) for d in dirs}, workdir / 'curves.png'))
   fields = list(overrides_fields) or sorted(
-      {k for d in dirs for k in _overrides(d) if numeric_field([r.get(k) for r in rows])})
+      {k for d in dirs for k in overrides[d] if numeric_field([r.get(k) for r in rows])})
   metrics = sorted({k for r in rows for k in r if k.startswith(('best_eval_', 'test_accuracy'))})
   for field in fields:
     if metrics:
       paths.append(plot_against(rows, field, metrics, workdir / f'vs_{field}.png'))
   return paths
-
-
-def _overrides(run_dir):
-  path = pathlib.Path(run_dir) / STATUS_FILE
-  return json.loads(path.read_text()).get('overrides', {}) if path.exists() else {}
 
 
 def main(argv):

@@ -23,11 +23,13 @@ import sys
 import time
 import traceback
 
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import seqrnn
 from experiments import report as report_lib
+from seqrnn import workdir as workdir_lib
 
 config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_config=True)
 flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
@@ -50,10 +52,16 @@ def load_sweep(path):
   sweep = module.get_sweep()
   if not sweep or not all(isinstance(o, dict) for o in sweep):
     raise ValueError(f'{path}: get_sweep() must return a non-empty list of override dicts')
+  sweep = [_plain(o) for o in sweep]
   names = [run_name(o) for o in sweep]
   if len(set(names)) != len(names):
     raise ValueError(f'{path}: get_sweep() lists a run twice: {sorted(names)}')
   return sweep
+
+
+def _plain(overrides):
+  """`overrides` with numpy scalars (`np.arange(3)`'s items) as Python numbers."""
+  return {k: v.item() if isinstance(v, np.generic) else v for k, v in overrides.items()}
 
 
 def run_name(overrides):
@@ -84,7 +92,7 @@ def _begin(overrides, run_dir):
   """Marks `run_dir` running; returns its status dict (wall time carried over)."""
   run_dir.mkdir(parents=True, exist_ok=True)
   path = _status_path(run_dir)
-  previous = json.loads(path.read_text()) if path.exists() else {}
+  previous = report_lib.read_status(run_dir)
   status = {'overrides': overrides, 'status': 'running', 'wall_s': previous.get('wall_s', 0.0)}
   _write(path, status)
   return status
@@ -164,6 +172,8 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   runs already done, the runs of one shape together when `vectorise`; then writes
   the report. Returns {name: status}."""
   workdir = pathlib.Path(workdir)
+  sweep = [_plain(o) for o in sweep]
+  _check_same_runs(config, sweep, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   statuses, todo = {}, []
   metric = config.train.best_metric
@@ -181,9 +191,9 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   for i, overrides in enumerate(sweep, 1):
     name = run_name(overrides)
     run_dir = workdir / 'runs' / name
-    path = _status_path(run_dir)
-    if path.exists() and json.loads(path.read_text())['status'] == 'done':
-      record(i, name, json.loads(path.read_text()), 'done before, skipped')
+    status = report_lib.read_status(run_dir)
+    if status.get('status') == 'done':
+      record(i, name, status, 'done before, skipped')
     else:
       todo.append((i, overrides, run_dir))
   for batch in _batches(config, todo, vectorise):
@@ -199,6 +209,32 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   for path in report_lib.report(workdir, _swept_fields(sweep)):
     say(f'wrote {path}')
   return statuses
+
+
+def _check_same_runs(config, sweep, workdir):
+  """Refuses a sweep whose runs already in `workdir` were started with another
+  config than the one it gives them now (say a base config edited since): a run
+  is the same run only if its whole resolved config is, and a finished one would
+  otherwise be skipped and reported with the old config's results."""
+  changed = []
+  for overrides in sweep:
+    run_dir = workdir / 'runs' / run_name(overrides)
+    saved = workdir_lib.saved_config(run_dir)
+    try:
+      now = seqrnn.config.to_flat_dict(with_overrides(config, overrides))
+    except (ValueError, TypeError):
+      continue  # a bad value: refused when the run starts, and recorded as failed
+    if saved is None:
+      continue
+    then = seqrnn.config.to_flat_dict(seqrnn.config.from_flat_dict(saved))
+    fields = [f'{k} {then.get(k)!r} -> {v!r}' for k, v in now.items() if then.get(k) != v]
+    if fields:
+      changed.append(f'{run_dir.name} ({", ".join(fields[:4])}{", ..." if len(fields) > 4 else ""})')
+  if changed:
+    raise ValueError(
+        f'{workdir} holds runs of this sweep started with another config: '
+        f'{"; ".join(changed[:3])}{f"; and {len(changed) - 3} more" if len(changed) > 3 else ""}. '
+        f'Nothing was run: give the sweep another --workdir, or the config it was started with')
 
 
 def _swept_fields(sweep):
@@ -222,6 +258,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  if errors := seqrnn.config.unknown_overrides(sys.argv[1:]):
+  if errors := seqrnn.config.command_line_errors(sys.argv[1:]):
     sys.exit('\n'.join(errors))
   app.run(main)

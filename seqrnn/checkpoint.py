@@ -4,7 +4,11 @@ Orbax writes each checkpoint into a temporary directory and renames it when
 complete, so a checkpoint cut short by a kill is never taken as the latest.
 Bytes changed after that (a flipped bit, a truncated or deleted file) are
 caught by a SHA-256 digest of the arrays, saved beside them and checked on
-restore: an unusable checkpoint is moved aside and the one before it is used.
+restore: a damaged checkpoint is moved aside and the one before it is used.
+
+Damage is told apart from a mismatch: a checkpoint whose saved arrays have other
+names, shapes or dtypes than the config's state (the config changed, or the data
+it builds a vocabulary from) is refused with what differs, and nothing is moved.
 """
 
 import hashlib
@@ -17,10 +21,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from seqrnn import hosts
+from seqrnn import workdir as workdir_lib
 
 
 class NoUsableCheckpoint(RuntimeError):
   """Every checkpoint of a workdir failed to restore or to verify."""
+
+
+class CheckpointMismatch(ValueError):
+  """A readable checkpoint whose arrays do not fit the state of the config."""
 
 
 class Checkpoints:
@@ -34,8 +43,10 @@ class Checkpoints:
     self.read_only = read_only
     if read_only and not self.directory.is_dir():
       raise FileNotFoundError(f'{self.directory} holds no checkpoints (not a directory)')
+    # Handlers named up front, so that a checkpoint's metadata reads before any restore.
     self._manager = ocp.CheckpointManager(
-        directory, item_names=('state', 'loop'),
+        directory, item_handlers={'state': ocp.StandardCheckpointHandler(),
+                                  'loop': ocp.JsonCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                              read_only=read_only,
                                              enable_async_checkpointing=False))
@@ -43,13 +54,20 @@ class Checkpoints:
   def latest_step(self):
     return self._manager.latest_step()
 
+  def set_aside(self):
+    """The checkpoints moved aside as damaged (directories STEP.unusable[N])."""
+    if not self.directory.is_dir():
+      return []
+    return sorted(p.name for p in self.directory.iterdir() if '.unusable' in p.name)
+
   def restore(self, state, step=None):
     """(state with a checkpoint's arrays, its loop dict): checkpoint `step`, or the
     latest usable one. With no checkpoint at all: (state, {}) if `step` is None.
 
-    An unusable checkpoint (it fails to restore, or its arrays fail the digest)
-    is moved aside, said in one line, and the one before it is tried; a named
-    `step`, or a read-only directory, raises NoUsableCheckpoint instead.
+    A damaged checkpoint (its metadata or arrays cannot be read, or they fail the
+    digest) is moved aside, said in one line, and the one before it is tried; a
+    named `step`, or a read-only directory, raises NoUsableCheckpoint instead.
+    One whose arrays do not fit `state` raises CheckpointMismatch, moving nothing.
     """
     steps = sorted(self._manager.all_steps(), reverse=True)
     if step is not None and step not in steps:
@@ -57,6 +75,20 @@ class Checkpoints:
                                f'(it has {sorted(steps)})')
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state))
     for s in steps if step is None else [step]:
+      try:
+        saved = self._manager.item_metadata(s)['state']
+        saved = _shapes(getattr(saved, 'tree', saved))
+      except Exception:  # noqa: BLE001 - unreadable metadata: the restore below tells
+        saved = {}
+      differences = _differences(saved, target) if saved else []
+      # Every process takes the same branch (the restore is a collective).
+      if hosts.any_process(bool(differences)):
+        raise CheckpointMismatch(
+            f'checkpoint {self.directory / str(s)} does not fit this config and data '
+            f'({len(differences) or "its"} arrays differ: {"; ".join(differences[:4])}'
+            f'{"; ..." if len(differences) > 4 else ""}); nothing was moved. The config or '
+            f'the data it reads (e.g. a vocabulary built from edited files) changed since it '
+            f'was saved: put them back, or use another --workdir.')
       try:
         restored = self._manager.restore(s, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), loop=ocp.args.JsonRestore()))
@@ -77,21 +109,17 @@ class Checkpoints:
     if steps:
       raise NoUsableCheckpoint(
           f'none of the checkpoints in {self.directory} (steps {sorted(steps)}) could be '
-          f'restored and verified; they were moved aside. Move {self.directory} away to '
-          f'start the run from scratch, or use another --workdir.')
+          f'restored and verified; they were moved aside. Run again with '
+          f'--restart_from_scratch to train from step 0 (the earlier metrics and best state '
+          f'are kept aside), or use another --workdir.')
     return state, {}
 
   def _move_aside(self, step):
     """Renames checkpoint `step` to STEP.unusable[N] (process 0; the others wait).
     Returns the new path on process 0, None elsewhere."""
     aside = None
-    if hosts.is_main():
-      path = self.directory / str(step)
-      aside, n = path.with_name(f'{step}.unusable'), 1
-      while aside.exists():
-        n += 1
-        aside = path.with_name(f'{step}.unusable{n}')
-      path.rename(aside)  # Orbax ignores a directory whose name is not a step
+    if hosts.is_main():  # Orbax ignores a directory whose name is not a step
+      aside = workdir_lib.keep_aside(self.directory / str(step), 'unusable')
     hosts.barrier(f'seqrnn-checkpoint-{step}-aside')
     self._manager.reload()
     return aside
@@ -118,6 +146,29 @@ def digest(arrays):
     h.update(f'{jax.tree_util.keystr(path)} {a.dtype} {a.shape}\n'.encode())
     h.update(np.ascontiguousarray(a).tobytes())
   return h.hexdigest()
+
+
+def _dotted(path):
+  """Orbax's name of an array: its tree path's keys joined by dots."""
+  return '.'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
+
+
+def _shapes(tree):
+  """{dotted name: (shape, dtype name)} of a tree of arrays or array metadata."""
+  return {_dotted(path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _differences(saved, target):
+  """Lines naming each array whose name, shape or dtype differs between two `_shapes`."""
+  now = _shapes(target)
+  out = []
+  for name in sorted(set(saved) | set(now)):
+    a, b = saved.get(name), now.get(name)
+    if a != b:
+      out.append(f'{name}: saved {"absent" if a is None else f"{a[0]} {a[1]}"}, '
+                 f'now {"absent" if b is None else f"{b[0]} {b[1]}"}')
+  return out
 
 
 def _arrays(state):

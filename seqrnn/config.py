@@ -6,7 +6,9 @@ out-of-range values with a message naming the field, before any work starts.
 """
 
 import difflib
+import importlib.util
 import math
+import pathlib
 
 import jax
 import ml_collections
@@ -143,6 +145,32 @@ def _flatten(config, prefix=''):
   return out
 
 
+def command_line_errors(argv):
+  """Messages for a `--config=FILE[:VARIANT]` that cannot be loaded and for unknown
+  `--config.<field>` overrides, checked before absl parses the flags (whose own
+  error is the last line of a traceback)."""
+  return _config_file_errors(argv) + unknown_overrides(argv)
+
+
+def _config_file_errors(argv):
+  values = [a.split('=', 1)[1] for a in argv if a.startswith('--config=')]
+  values += [b for a, b in zip(argv, argv[1:]) if a == '--config']
+  errors = []
+  for value in values:
+    path, _, variant = value.partition(':')
+    if not pathlib.Path(path).is_file():
+      errors.append(f'--config={value}: {path} is not a file')
+      continue
+    spec = importlib.util.spec_from_file_location(f'_seqrnn_config_{pathlib.Path(path).stem}', path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+      spec.loader.exec_module(module)
+      module.get_config(*([variant] if variant else []))
+    except Exception as e:  # noqa: BLE001 - said in one line, as absl would not
+      errors.append(f'--config={value}: {e if isinstance(e, ValueError) else repr(e)}')
+  return errors
+
+
 def unknown_overrides(argv):
   """Messages for `--config.<field>=...` arguments naming no field of the schema."""
   known = _flatten(default_config())
@@ -233,6 +261,10 @@ def validate_config(config):
   if fields['data.pack'] and fields['model.variational_dropout'] > 0:
     raise ValueError('config.data.pack=True: variational dropout draws one mask per row, which '
                      'the sequences of a packed row would share; set one of them off')
+  if fields['data.frame_size'] and fields['data.frame_stride'] > fields['data.frame_size']:
+    raise ValueError(f"config.data.frame_stride={fields['data.frame_stride']} is more than "
+                     f"config.data.frame_size={fields['data.frame_size']}: frames would skip "
+                     f"the steps between them and could end on a frame of padding alone")
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
   if fields['optim.warmup_steps'] > fields['train.num_steps']:

@@ -5,6 +5,9 @@ of each global batch, all of them take part in every step and in Orbax's
 collective checkpoints, and only process 0 writes logs and files of its own.
 """
 
+import hashlib
+import json
+
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -52,3 +55,32 @@ def local_value(tree):
       return array.addressable_data(0)
     return array
   return jax.device_get(jax.tree.map(get, tree))
+
+
+def check_same_config(flat_config):
+  """Raises ValueError on every process unless all hold the same flat config.
+
+  Processes given different values would otherwise train silently apart (a
+  dropout rate), drift until their checkpoints fail the digest (a clipping
+  norm), or wait on each other forever (a step count). One collective compares
+  digests; only when they differ are the configs gathered to name the fields.
+  """
+  if jax.process_count() == 1:
+    return
+  text = json.dumps(flat_config, sort_keys=True)
+  digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+  digests = np.asarray(multihost_utils.process_allgather(digest))
+  if (digests == digests[0]).all():
+    return
+  data = np.frombuffer(text.encode(), np.uint8)
+  longest = int(np.max(multihost_utils.process_allgather(np.int32(len(data)))))
+  texts = np.asarray(multihost_utils.process_allgather(np.pad(data, (0, longest - len(data)))))
+  configs = [json.loads(bytes(t).rstrip(b'\0').decode()) for t in texts]
+  differences = []
+  for p, other in enumerate(configs[1:], 1):
+    fields = sorted(k for k in set(configs[0]) | set(other) if configs[0].get(k) != other.get(k))
+    differences += [f'{k}: process 0 {configs[0].get(k)!r}, process {p} {other.get(k)!r}'
+                    for k in fields]
+  raise ValueError('the processes of this run were given different configs (' +
+                   '; '.join(differences[:8]) + ('; ...' if len(differences) > 8 else '') +
+                   '): start every process with the same config and flags')

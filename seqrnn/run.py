@@ -68,23 +68,29 @@ def load_and_check_data(config):
   return dataset
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, *, restart_from_scratch=False):
   """Trains `config` in `workdir`, resuming from its latest usable checkpoint.
 
   Writes config.json (and config_history.jsonl on later starts), metrics.jsonl,
   TensorBoard events and checkpoints/, holding the workdir's lock throughout.
   Returns {'eval': metrics, 'test': metrics, ...} at the end of training.
+
+  A workdir whose checkpoints were all set aside as damaged is refused, so an
+  earlier run's metrics are never replaced by a run from step 0 nobody asked
+  for; `restart_from_scratch` trains it from step 0, moving the earlier
+  metrics.jsonl and best/ aside first.
   """
   if workdir is None or not str(workdir).strip():
     raise ValueError(f'workdir={workdir!r}: name the directory the run writes into')
   config_lib.validate_config(config)
+  hosts.check_same_config(config_lib.to_flat_dict(config))
   workdir = pathlib.Path(workdir)
   lock = workdir_lib.locked(workdir) if hosts.is_main() else contextlib.nullcontext()
   with lock:
     _check_resume(workdir, config)
     for sub in ('checkpoints', 'best'):
       workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
-    return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir, restart_from_scratch)
 
 
 def use_compilation_cache(directory):
@@ -196,7 +202,35 @@ def _packing(split, buckets):
   return f', packed {len(split["lengths"]) / rows:.2f} a row ({rows} rows an epoch)'
 
 
-def _train_and_evaluate(config, workdir):
+def restore_or_start(checkpoints, state, workdir, restart_from_scratch=False):
+  """(state, loop) of the latest usable checkpoint; (state, {}) for a run with none,
+  unless every one it had was set aside as damaged: then NoUsableCheckpoint,
+  or with `restart_from_scratch` the earlier run's metrics.jsonl and best/ are
+  moved aside (kept, renamed) and the run starts from step 0."""
+  restored, loop = checkpoints.restore(state)
+  aside = checkpoints.set_aside()
+  if loop:
+    if restart_from_scratch:
+      raise ValueError(f'--restart_from_scratch: {checkpoints.directory} holds a usable '
+                       f'checkpoint (step {checkpoints.latest_step()}), which the run resumes '
+                       f'from; the flag is for a run whose checkpoints were all set aside')
+    return restored, loop
+  if aside and not restart_from_scratch:
+    raise NoUsableCheckpoint(
+        f'{checkpoints.directory} holds only checkpoints set aside as damaged '
+        f'({", ".join(aside)}): nothing was trained and metrics.jsonl is untouched. Run '
+        f'again with --restart_from_scratch to train from step 0 (the earlier metrics.jsonl '
+        f'and best/ are kept under other names), or use another --workdir.')
+  if restart_from_scratch and hosts.is_main():
+    for name in ('metrics.jsonl', 'best'):
+      if (workdir / name).exists():
+        moved = workdir_lib.keep_aside(workdir / name, 'before_restart')
+        _say(f'restarting from scratch: the earlier {name} is now {moved.name}')
+  hosts.barrier('seqrnn-restart-from-scratch')
+  return state, {}
+
+
+def _train_and_evaluate(config, workdir, restart_from_scratch=False):
   dataset, buckets, state, put = _setup(config)
   train_split = dataset.splits['train']
   batch_args = dict(batch_size=config.data.batch_size, buckets=buckets, seed=config.seed,
@@ -216,8 +250,12 @@ def _train_and_evaluate(config, workdir):
          'training metrics without dropout, and the test line is the model of the last step')
   dropout_key = seed_keys(config.seed)[1]
   checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
+  try:
+    restored, loop = restore_or_start(checkpoints, state, workdir, restart_from_scratch)
+  except BaseException:
+    checkpoints.close()
+    raise
   best = Checkpoints((workdir / 'best').absolute(), 1)
-  restored, loop = checkpoints.restore(state)
   # The config's hyperparameters, not the checkpoint's, from here on.
   state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
   start = int(hosts.local_value(state.step))

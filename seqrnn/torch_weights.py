@@ -46,6 +46,8 @@ def from_torch(state_dict, *, prefix='', dtype=jnp.float32):
   if not arrays:
     raise ValueError(f'no GRU/LSTM weights (weight_ih_l0, ...) under prefix {prefix!r} in '
                      f'the state dict (keys {sorted(state_dict)[:8]})')
+  if (0, False, 'weight', 'hh') not in arrays:
+    raise ValueError(f"the state dict lacks ['{prefix}weight_hh_l0'], which gives the hidden size")
   hidden = arrays[(0, False, 'weight', 'hh')].shape[1]
   gates = arrays[(0, False, 'weight', 'hh')].shape[0] // hidden
   if gates not in (3, 4):
@@ -53,14 +55,23 @@ def from_torch(state_dict, *, prefix='', dtype=jnp.float32):
                      f'{gates} gates, neither a GRU (3) nor an LSTM (4)')
   num_layers = 1 + max(layer for layer, *_ in arrays)
   bidirectional = any(reverse for _, reverse, *_ in arrays)
+  directions = (False, True) if bidirectional else (False,)
+  # torch's bias=False leaves out every bias key; a dict with some of them is cut short.
+  kinds = ('weight', 'bias') if any(kind == 'bias' for _, _, kind, _ in arrays) else ('weight',)
+  missing = [f'{prefix}{kind}_{side}_l{layer}{"_reverse" if reverse else ""}'
+             for layer in range(num_layers) for reverse in directions for kind in kinds
+             for side in ('ih', 'hh') if (layer, reverse, kind, side) not in arrays]
+  if missing:
+    raise ValueError(f'the state dict lacks {missing}: a {num_layers}-layer '
+                     f'{"bidirectional " if bidirectional else ""}torch RNN has all of them '
+                     f'(only bias=False leaves out the biases, all of them)')
   params = {}
   for layer in range(num_layers):
-    for reverse in ((False, True) if bidirectional else (False,)):
+    for reverse in directions:
       get = lambda kind, side: arrays.get((layer, reverse, kind, side))
       w_ih, w_hh = get('weight', 'ih'), get('weight', 'hh')
       zeros = np.zeros(gates * hidden, np.float32)  # torch's bias=False
-      b_ih = get('bias', 'ih') if get('bias', 'ih') is not None else zeros
-      b_hh = get('bias', 'hh') if get('bias', 'hh') is not None else zeros
+      b_ih, b_hh = (zeros, zeros) if kinds == ('weight',) else (get('bias', 'ih'), get('bias', 'hh'))
       name = f'layer_{layer}_backward' if reverse else f'layer_{layer}'
       params[name] = {'cell': {
           'input_projection': {'kernel': jnp.asarray(w_ih.T), 'bias': jnp.asarray(b_ih)},

@@ -47,15 +47,32 @@ def locked(workdir):
 
 
 def check_writable(directory, field):
-  """Raises OSError naming `field` unless files can be created in `directory`."""
+  """Raises OSError naming `field` unless files can be created in `directory`, or
+  it can be created: a directory not there yet is not made (a run refused later,
+  e.g. for its data, leaves no empty directories behind)."""
   directory = pathlib.Path(directory)
+  probe = directory
+  while not probe.exists() and probe != probe.parent:
+    probe = probe.parent  # the nearest existing ancestor: where it would be made
   try:
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory):
+    if not probe.is_dir():
+      raise NotADirectoryError(20, 'a file is in the way')
+    with tempfile.NamedTemporaryFile(dir=probe):
       pass
   except OSError as e:
     raise OSError(f'{field} {directory} is not a writable directory ({e.strerror or e}); '
                   f'nothing was written') from None
+
+
+def keep_aside(path, label):
+  """Renames `path` to NAME.LABEL (NAME.LABEL2, ... if taken); returns the new path."""
+  path = pathlib.Path(path)
+  new, n = path.with_name(f'{path.name}.{label}'), 1
+  while new.exists():
+    n += 1
+    new = path.with_name(f'{path.name}.{label}{n}')
+  path.rename(new)
+  return new
 
 
 def saved_config(workdir):

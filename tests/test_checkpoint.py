@@ -8,7 +8,7 @@ import pytest
 
 from conftest import digits_config, metric_records, restore_checkpoint
 from seqrnn import train_and_evaluate
-from seqrnn.checkpoint import NoUsableCheckpoint
+from seqrnn.checkpoint import CheckpointMismatch, NoUsableCheckpoint
 
 
 @pytest.fixture(scope='module')
@@ -77,3 +77,57 @@ def test_when_no_checkpoint_is_usable_the_run_stops_with_one_message(trained, tm
     train_and_evaluate(digits_config(30), workdir)
   assert 'Traceback' not in capfd.readouterr().err
   assert (workdir / 'metrics.jsonl').read_text() == metrics  # nothing overwritten
+
+
+def _treebank_run(tmp_path, train_text, num_steps):
+  """A small tagger on the treebank in tmp_path/ud (train_text as its training file)."""
+  from experiments.configs import ud_pos
+  from test_data import CONLLU
+  (tmp_path / 'ud').mkdir(exist_ok=True)
+  for name, text in (('train', train_text), ('dev', CONLLU), ('test', CONLLU)):
+    (tmp_path / 'ud' / f'xx-ud-{name}.conllu').write_text(text)
+  config = ud_pos.get_config('debug')
+  config.data.path, config.model.char_encoder = str(tmp_path / 'ud'), 'none'
+  config.data.batch_size = config.data.eval_batch_size = 2
+  config.train.num_steps = num_steps
+  return train_and_evaluate(config, tmp_path / 'run')
+
+
+def test_a_checkpoint_that_no_longer_fits_the_data_is_refused_naming_what_differs(tmp_path):
+  from test_data import CONLLU
+  _treebank_run(tmp_path, CONLLU * 3, 10)
+  listing = sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir())
+  metrics = (tmp_path / 'run' / 'metrics.jsonl').read_text()
+  # The training file edited in place: a new word seen twice, so the vocabulary grows by one.
+  edited = CONLLU * 3 + '# sent_id = 3\n1\tyeni\tyeni\tADJ\tJJ\t_\t0\troot\t_\t_\n\n' * 2
+  with pytest.raises(CheckpointMismatch, match=r'checkpoint .*checkpoints/10 does not fit this '
+                     r'config and data \(\d+ arrays differ: .*embedding: saved \((\d+), 16\) '
+                     r'float32, now \((?!\1)\d+, 16\) float32.*nothing was moved'):
+    _treebank_run(tmp_path, edited, 20)
+  assert sorted(p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()) == listing
+  assert (tmp_path / 'run' / 'metrics.jsonl').read_text() == metrics
+  _treebank_run(tmp_path, CONLLU * 3, 20)  # the file put back: the run resumes
+  assert restore_checkpoint(tmp_path / 'run' / 'checkpoints')[0] == 20
+
+
+def test_a_run_whose_checkpoints_were_all_set_aside_is_not_restarted_unless_asked(
+    trained, tmp_path, capfd):
+  stopped, _ = trained
+  workdir = tmp_path / 'run'
+  shutil.copytree(stopped, workdir)
+  shutil.rmtree(workdir / 'checkpoints' / '10')  # keep_checkpoints=1: step 20 alone
+  _flip_one_bit(workdir / 'checkpoints' / '20')
+  metrics = (workdir / 'metrics.jsonl').read_text()
+  with pytest.raises(NoUsableCheckpoint, match='were moved aside.*--restart_from_scratch'):
+    train_and_evaluate(digits_config(30), workdir)
+  with pytest.raises(NoUsableCheckpoint, match=r'holds only checkpoints set aside as damaged '
+                                               r'\(20.unusable\): nothing was trained'):
+    train_and_evaluate(digits_config(30), workdir)
+  assert (workdir / 'metrics.jsonl').read_text() == metrics
+  train_and_evaluate(digits_config(30), workdir, restart_from_scratch=True)
+  assert (workdir / 'metrics.jsonl.before_restart').read_text() == metrics
+  assert (workdir / 'best.before_restart').is_dir()
+  assert metric_records(workdir)[0]['step'] == 10  # a new run from step 0
+  assert restore_checkpoint(workdir / 'checkpoints')[0] == 30
+  with pytest.raises(ValueError, match=r'holds a usable checkpoint \(step 30\)'):
+    train_and_evaluate(digits_config(40), workdir, restart_from_scratch=True)

@@ -142,3 +142,16 @@ def test_a_missing_ocr_file_names_the_config_field_and_where_to_get_it(tmp_path)
   with pytest.raises(FileNotFoundError, match=r"config.data.path=.*letter.data.gz' is not a file; "
                                               r'.*Stanford OCR .*ai.stanford.edu'):
     ocr.load(config)
+
+
+def test_a_refused_treebank_leaves_no_empty_checkpoint_directories(tmp_path):
+  from experiments.configs import ud_pos
+  from seqrnn import train_and_evaluate
+  config = ud_pos.get_config('debug')
+  (tmp_path / 'ud').mkdir()
+  config.data.path = _treebank_dir(tmp_path / 'ud', dev=CONLLU.replace('\tNP\t', '\t_\t')).path
+  config.data.tag_column = 'xpos'
+  with pytest.raises(DataFileError, match=r'the XPOS column of word \'Ali\' is "_"'):
+    train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+  assert not (tmp_path / 'run' / 'best').exists()

@@ -11,6 +11,7 @@ from seqrnn.config import default_config
 from conftest import SHARED_DATA
 
 from seqrnn.data import batching, conllu, digits, idx, ocr, timeseries
+from seqrnn.data.files import DataFileError
 
 CONLLU = """# sent_id = 1
 # text = Ali'nin evi var.
@@ -355,3 +356,33 @@ def test_frames_are_refused_for_tokens_and_per_step_labels():
   from seqrnn.data import load
   with pytest.raises(ValueError, match='frame_size=4: frames are for float series .* token inputs'):
     load(config)
+
+
+def test_frames_never_skip_steps_or_end_on_padding_alone():
+  from seqrnn.data.dataset import frames
+  from seqrnn.config import validate_config
+  # 20 values, frames of 2 every 7 steps would read (1,2) (8,9) (15,16) and a frame (0,0).
+  split = {'inputs': np.arange(1, 21, dtype=np.float32).reshape(1, 20, 1),
+           'lengths': np.array([20], np.int32), 'labels': np.array([0])}
+  with pytest.raises(ValueError, match=r'frames of 2 steps every 7 steps: the stride must be '
+                                       r'in \[1, 2\]'):
+    frames(split, 2, 7)
+  config = default_config()
+  config.data.frame_size, config.data.frame_stride = 2, 7
+  with pytest.raises(ValueError, match=r'frame_stride=7 is more than config.data.frame_size=2'):
+    validate_config(config)
+
+
+@pytest.mark.parametrize('train, test, message', [
+    (TS, TS.replace(':b\n', ':c\n').replace('true a b', 'true a b c'),
+     r"Toy_TEST.ts: class\(es\) \['c'\] are not in the training file, which has \['a', 'b'\]"),
+    (TS.replace('@data\n', ''), TS, r'Toy_TRAIN.ts holds no series \(is its @data line missing'),
+    (TS.replace('3.0,2.0:7.0,4.0', '3.0,2.0:7.0,NaN'), TS,
+     r'Toy_TRAIN.ts: series 1 holds nan at step 1, channel 1 \(counting from 0; 1 such'),
+], ids=['class only in test', 'no @data', 'NaN'])
+def test_a_bad_uea_file_is_named_with_what_is_wrong_in_it(tmp_path, train, test, message):
+  config = _toy_uea(tmp_path)
+  (tmp_path / 'Toy' / 'Toy_TRAIN.ts').write_text(train)
+  (tmp_path / 'Toy' / 'Toy_TEST.ts').write_text(test)
+  with pytest.raises(DataFileError, match=message):
+    timeseries.load(config)

@@ -30,8 +30,9 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _launch(workdir, num_processes):
-  """`experiments.main` on `num_processes` processes of 4 // num_processes CPU devices each."""
+def _launch(workdir, num_processes, extra=None):
+  """`experiments.main` on `num_processes` processes of 4 // num_processes CPU devices each;
+  `extra`: more flags for each process (a list of lists)."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count='
                                    f'{4 // num_processes}')
   port = _free_port()
@@ -39,7 +40,7 @@ def _launch(workdir, num_processes):
       f'--coordinator_address=127.0.0.1:{port}', f'--num_processes={num_processes}']
   return [subprocess.Popen(
       [sys.executable, '-m', 'experiments.main', f'--workdir={workdir}', *FLAGS, *hosts]
-      + ([f'--process_id={i}'] if hosts else []),
+      + ([f'--process_id={i}'] if hosts else []) + (extra[i] if extra else []),
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(num_processes)]
 
@@ -149,3 +150,14 @@ def test_training_shares_are_disjoint_and_cover_the_global_batch(process_count):
                                    **kw)['inputs'][:, 0, 0] for p in range(process_count)]
     np.testing.assert_array_equal(np.concatenate(shares), whole)
     assert len(set(np.concatenate(shares))) == 8
+
+
+def test_processes_given_different_configs_stop_at_once_naming_the_fields(tmp_path):
+  codes, outs = _finish(_launch(tmp_path, 2, extra=[
+      ['--config.model.dropout_rate=0.1'],
+      ['--config.model.dropout_rate=0.3', '--config.train.num_steps=200']]))
+  assert codes == [1, 1], [err[-1500:] for _, err in outs]
+  for _, err in outs:
+    assert ('the processes of this run were given different configs (model.dropout_rate: '
+            'process 0 0.1, process 1 0.3; train.num_steps: process 0 300, process 1 200)') in err
+  assert not (tmp_path / 'config.json').exists() and not (tmp_path / 'checkpoints').exists()

@@ -97,3 +97,55 @@ def test_a_single_runs_workdir_gets_its_own_report(tmp_path):
   assert row['run'] == tmp_path.name and row['status'] == 'done'
   assert np.isfinite(float(row['steps_per_s']))
   _check_png(tmp_path / 'curves.png', 1500)
+
+
+@pytest.fixture(scope='module')
+def numpy_seeded(tmp_path_factory):
+  """A finished sweep of one run whose seed is a numpy integer (`np.arange`'s)."""
+  workdir = tmp_path_factory.mktemp('sweep')
+  statuses = run_sweep(_digits(), [{'seed': s} for s in np.arange(3, 4)], workdir,
+                       say=lambda _: None)
+  return workdir, statuses
+
+
+def test_numpy_scalars_in_a_sweep_are_taken_as_numbers(numpy_seeded):
+  workdir, statuses = numpy_seeded
+  assert statuses == {'seed=3': statuses['seed=3']} and statuses['seed=3']['status'] == 'done'
+  assert json.loads((workdir / 'runs' / 'seed=3' / 'status.json').read_text())['overrides'] == {
+      'seed': 3}
+
+
+def _copy(workdir, tmp_path):
+  import shutil
+  shutil.copytree(workdir, tmp_path / 'sweep')
+  return tmp_path / 'sweep'
+
+
+def test_a_sweep_restarted_with_another_base_config_is_refused_naming_what_changed(
+    numpy_seeded, tmp_path):
+  workdir = _copy(numpy_seeded[0], tmp_path)
+  before = sorted(str(p) for p in workdir.rglob('*'))
+  config = _digits()
+  config.model.cell = 'lstm'
+  with pytest.raises(ValueError, match=r"holds runs of this sweep started with another config: "
+                                       r"seed=3 \(model.cell 'gru' -> 'lstm'\)\. Nothing was run"):
+    run_sweep(config, [{'seed': 3}], workdir, say=lambda _: None)
+  assert sorted(str(p) for p in workdir.rglob('*')) == before
+  lines = []  # the same config: the run is the same run, skipped
+  run_sweep(_digits(), [{'seed': 3}], workdir, say=lines.append)
+  assert lines[0].startswith('[1/1] seed=3: done before, skipped')
+
+
+@pytest.mark.parametrize('garbled', ['', '{"status": "do'])
+def test_an_unreadable_status_file_is_named_and_its_run_taken_as_not_done(
+    numpy_seeded, tmp_path, capfd, garbled):
+  workdir = _copy(numpy_seeded[0], tmp_path)
+  path = workdir / 'runs' / 'seed=3' / 'status.json'
+  path.write_text(garbled)
+  report.report(workdir)
+  assert f'{path} cannot be read' in capfd.readouterr().err
+  lines = []
+  statuses = run_sweep(_digits(), [{'seed': 3}], workdir, say=lines.append)
+  assert lines[0] == '[1/1] seed=3: running'  # resumed from its last checkpoint
+  assert statuses['seed=3']['status'] == 'done'
+  assert json.loads(path.read_text())['status'] == 'done'

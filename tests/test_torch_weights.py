@@ -47,3 +47,17 @@ def test_from_torch_finds_the_rnn_inside_a_larger_state_dict_and_refuses_what_it
     from_torch({'head.weight': np.zeros((2, 5))})
   with pytest.raises(ValueError, match='proj_size'):
     from_torch({**_state_dict(4, 5, 3, 1, False), 'weight_hr_l0': np.zeros((3, 5))})
+
+
+def test_a_state_dict_missing_some_keys_is_refused_naming_them_while_bias_false_means_zeros():
+  sd = _state_dict(3, 5, 3, 2, False)
+  no_biases = {k: v for k, v in sd.items() if not k.startswith('bias')}  # torch's bias=False
+  _, variables = from_torch(no_biases)
+  assert not np.any(variables['params']['layer_1']['cell']['recurrent_bias'])
+  for key in ('bias_hh_l1', 'weight_ih_l1'):
+    with pytest.raises(ValueError, match=rf"lacks \['{key}'\]"):
+      from_torch({k: v for k, v in sd.items() if k != key})
+  bidirectional = _state_dict(4, 5, 3, 1, True)
+  del bidirectional['bias_ih_l0_reverse'], bidirectional['weight_hh_l0_reverse']
+  with pytest.raises(ValueError, match=r"lacks \['weight_hh_l0_reverse', 'bias_ih_l0_reverse'\]"):
+    from_torch(bidirectional)

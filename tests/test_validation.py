@@ -180,3 +180,17 @@ def test_a_config_json_from_before_auto_buckets_still_loads():
   loaded = config.from_flat_dict({'data.num_buckets': 4, 'model.hidden_size': 8})
   assert loaded.data.num_buckets == '4'
   validate_config(loaded)
+
+
+def test_an_unknown_config_variant_is_one_line_naming_the_known_ones(tmp_path):
+  import pathlib
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  done = subprocess.run([sys.executable, '-m', 'experiments.main',
+                         '--config=experiments/configs/digits.py:foo', f'--workdir={tmp_path}'],
+                        cwd=root, capture_output=True, text=True, timeout=120)
+  assert done.returncode != 0 and 'Traceback' not in done.stderr
+  assert done.stderr.strip() == ("--config=experiments/configs/digits.py:foo: unknown config "
+                                 "variant 'foo'; this config knows ['debug']")
+  assert not list(tmp_path.iterdir())

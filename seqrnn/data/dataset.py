@@ -45,7 +45,12 @@ def frames(split, size, stride):
   """Each float sequence read `size` steps at a time, frames starting `stride`
   steps apart: inputs [N, T, F] -> [N, T', size * F], a sequence of length L
   becoming ceil(max(L - size, 0) / stride) + 1 frames (1,460 steps in frames of
-  8 are 183 steps), its last frame zero-filled past L."""
+  8 are 183 steps), its last frame zero-filled past L. Every frame starts at a
+  real step, and no step is skipped: a stride longer than the frame is refused."""
+  if not 1 <= stride <= size:
+    raise ValueError(f'frames of {size} steps every {stride} steps: the stride must be in '
+                     f'[1, {size}] (a longer one would skip the steps between frames, and '
+                     f'could make a last frame of padding alone)')
   x, lengths = split['inputs'], split['lengths']
   n, t, f = x.shape
   new_lengths = ((np.maximum(lengths - size, 0) + stride - 1) // stride + 1).astype(np.int32)

@@ -7,6 +7,7 @@ for in `config.data.path` when set.
 import numpy as np
 
 from seqrnn.data.dataset import Dataset, pad_sequences, split_indices, take
+from seqrnn.data.files import DataFileError
 
 
 def load(data_config):
@@ -33,8 +34,23 @@ def load(data_config):
   classes = sorted(set(raw['train'][1]))
   splits = {}
   for name, (series, labels) in raw.items():
+    where = _file(data_config, name)
+    if not len(series):
+      raise DataFileError(f'{where} holds no series (is its @data line missing?)')
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+      raise DataFileError(f'{where}: class(es) {[str(c) for c in unknown]} are not in the '
+                          f'training file, which has {[str(c) for c in classes]}: a model '
+                          f'cannot learn them')
     # aeon gives [cases, channels, length] or a list of [channels, length_i].
     inputs, lengths = pad_sequences([np.asarray(x, np.float32).T for x in series], np.float32)
+    real = np.arange(inputs.shape[1])[None, :] < lengths[:, None]
+    bad = np.argwhere(real[..., None] & ~np.isfinite(inputs))
+    if len(bad):  # before standardising, which would spread it over every value
+      i, t, c = bad[0]
+      raise DataFileError(f'{where}: series {i} holds {inputs[i, t, c]} at step {t}, '
+                          f'channel {c} (counting from 0; {len(bad)} such values in all): '
+                          f'fill or drop missing values first')
     splits[name] = {'inputs': inputs, 'lengths': lengths,
                     'labels': np.array([classes.index(c) for c in labels], np.int32)}
   train = splits['train']
@@ -54,3 +70,11 @@ def load(data_config):
   return Dataset(splits=splits, num_classes=len(classes),
                  num_features=splits['train']['inputs'].shape[2],
                  class_names=tuple(str(c) for c in classes))
+
+
+def _file(data_config, split):
+  """Where aeon read `split` of the set from, for messages."""
+  name = f'{data_config.series}_{split.upper()}.ts'
+  if data_config.path:
+    return f'{data_config.path}/{data_config.series}/{name}'
+  return f"aeon's copy of {name}"
