@@ -17,16 +17,12 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import seqrnn
+from experiments import distributed
 
 config_flags.DEFINE_config_file('config', None, 'Path to a config file with get_config().',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where config.json, metrics.jsonl, TensorBoard events '
                     'and checkpoints go; an existing workdir is resumed.')
-flags.DEFINE_bool('distributed', False, 'Start JAX\'s distributed runtime, the cluster found by '
-                  'JAX (Cloud TPU, SLURM, Open MPI) unless the flags below name it.')
-flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for --distributed.')
-flags.DEFINE_integer('num_processes', None, 'Number of processes, for --distributed.')
-flags.DEFINE_integer('process_id', None, 'This process\'s id in [0, num_processes).')
 flags.DEFINE_bool('restart_from_scratch', False, 'Train a workdir whose checkpoints were all '
                   'set aside as damaged from step 0 again (its earlier metrics.jsonl and best/ '
                   'are kept under other names); without it such a workdir is refused.')
@@ -40,8 +36,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  if FLAGS.distributed or FLAGS.coordinator_address:
-    seqrnn.hosts.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  distributed.initialize()
   try:
     results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                         restart_from_scratch=FLAGS.restart_from_scratch)

@@ -28,6 +28,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import seqrnn
+import seqrnn.run
+from experiments import distributed
 from experiments import report as report_lib
 from seqrnn import workdir as workdir_lib
 
@@ -128,16 +130,17 @@ def run_one(config, overrides, run_dir):
 def run_together(config, jobs):
   """Trains `jobs` [(overrides, run_dir)], two or more of one shape, as one vectorised
   group (`seqrnn.group`); one by one where the group cannot be formed. Returns statuses."""
-  from seqrnn.group import train_group
   statuses = [_begin(o, d) for o, d in jobs]
   start = time.perf_counter()
   try:
-    outcomes = train_group([with_overrides(config, o) for o, _ in jobs], [d for _, d in jobs])
+    outcomes = seqrnn.run.train_runs([with_overrides(config, o) for o, _ in jobs],
+                                     [d for _, d in jobs])
   except seqrnn.Preempted:
     for status, (_, d) in zip(statuses, jobs):
       _write(_status_path(d), {**status, 'status': 'stopped'})
     raise
-  except ValueError as e:  # e.g. the runs hold checkpoints of different steps
+  except Exception as e:  # noqa: BLE001 - e.g. checkpoints of different steps, or damaged
+    # One by one, each run resumes from its own checkpoints and records its own failure.
     logging.warning('training %d runs one by one: %s', len(jobs), e)
     return [run_one(config, o, d) for o, d in jobs]
   seconds = time.perf_counter() - start
@@ -146,6 +149,8 @@ def run_together(config, jobs):
 
 
 def _write(path, record):
+  if not seqrnn.hosts.is_main():
+    return  # on many processes, process 0 writes for all
   tmp = path.with_suffix('.tmp')
   tmp.write_text(json.dumps(record, indent=1) + '\n')
   tmp.replace(path)
@@ -206,8 +211,9 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
       record(i, run_dir.name, status,
              status['status'] + (f' ({status["error"]})' if 'error' in status else ''))
   statuses = {run_name(o): statuses[run_name(o)] for o in sweep}  # in the sweep's order
-  for path in report_lib.report(workdir, _swept_fields(sweep)):
-    say(f'wrote {path}')
+  if seqrnn.hosts.is_main():
+    for path in report_lib.report(workdir, _swept_fields(sweep)):
+      say(f'wrote {path}')
   return statuses
 
 
@@ -248,9 +254,11 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  distributed.initialize()
   try:
     sweep = load_sweep(FLAGS.sweep)
-    run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise)
+    run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise,
+              say=print if seqrnn.hosts.is_main() else lambda _: None)
   except seqrnn.Preempted as e:
     sys.exit(f'{e}; run the sweep again to go on')
   except (ValueError, TypeError, OSError) as e:

@@ -5,7 +5,7 @@ import pathlib
 import signal
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -14,6 +14,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from seqrnn import config as config_lib
+from seqrnn import group
 from seqrnn import data as data_lib
 from seqrnn import hosts
 from seqrnn import workdir as workdir_lib
@@ -80,17 +81,45 @@ def train_and_evaluate(config, workdir, *, restart_from_scratch=False):
   for; `restart_from_scratch` trains it from step 0, moving the earlier
   metrics.jsonl and best/ aside first.
   """
-  if workdir is None or not str(workdir).strip():
-    raise ValueError(f'workdir={workdir!r}: name the directory the run writes into')
-  config_lib.validate_config(config)
-  hosts.check_same_config(config_lib.to_flat_dict(config))
-  workdir = pathlib.Path(workdir)
-  lock = workdir_lib.locked(workdir) if hosts.is_main() else contextlib.nullcontext()
-  with lock:
-    _check_resume(workdir, config)
-    for sub in ('checkpoints', 'best'):
-      workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
-    return _train_and_evaluate(config, workdir, restart_from_scratch)
+  (outcome,) = train_runs([config], [workdir], restart_from_scratch=restart_from_scratch)
+  if isinstance(outcome, Exception):
+    raise outcome
+  return outcome
+
+
+def train_runs(configs, workdirs, *, restart_from_scratch=False):
+  """Trains K >= 1 runs, each in its own workdir exactly as if it ran alone.
+
+  One run is `train_and_evaluate`. Several (configs differing only in the fields
+  of `seqrnn.group.VECTORISED`) train together, stacked along a leading model
+  axis in one vectorised step (`seqrnn.group`); the loop around the step, every
+  run's files, the evaluations, signals and many processes are the same code.
+  Returns, per run, its results dict or the error that stopped it alone (an
+  update rejected without `train.skip_nonfinite`: its siblings go on). Raises
+  ValueError before anything is written if the configs do not form a group or
+  their workdirs hold checkpoints of different steps (train those one by one).
+  """
+  if len(configs) != len(workdirs) or not configs:
+    raise ValueError(f'{len(configs)} configs for {len(workdirs)} workdirs')
+  for workdir in workdirs:
+    if workdir is None or not str(workdir).strip():
+      raise ValueError(f'workdir={workdir!r}: name the directory the run writes into')
+  for config in configs:
+    config_lib.validate_config(config)
+  if len({group.group_key(c) for c in configs}) != 1:
+    raise ValueError(f'configs train together only if they differ in {group.VECTORISED} alone')
+  flat = [config_lib.to_flat_dict(c) for c in configs]
+  hosts.check_same_config(flat[0] if len(flat) == 1 else {
+      f'run {k} {name}': v for k, f in enumerate(flat) for name, v in f.items()})
+  workdirs = [pathlib.Path(w) for w in workdirs]
+  with contextlib.ExitStack() as locks:
+    for config, workdir in zip(configs, workdirs):
+      if hosts.is_main():
+        locks.enter_context(workdir_lib.locked(workdir))
+      _check_resume(workdir, config)
+      for sub in ('checkpoints', 'best'):
+        workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
+    return _train(configs, workdirs, restart_from_scratch)
 
 
 def use_compilation_cache(directory):
@@ -109,8 +138,9 @@ def use_compilation_cache(directory):
 class _Setup(NamedTuple):
   dataset: Any
   buckets: tuple
-  state: Any      # a fresh train state, replicated over every device
-  put: Callable   # a process's share of a global batch -> sharded global arrays
+  models: list    # each run's model (its evaluation reads its own regularisation rates)
+  states: list    # each run's fresh train state, replicated over every device
+  mesh: Any       # every device of every process, one axis 'data'
 
 
 def seed_keys(seed):
@@ -134,24 +164,29 @@ def prepare_data(config):
   return dataset, batching.bucket_lengths(all_lengths, int(config.data.num_buckets))
 
 
-def _setup(config):
-  """Data, buckets and a fresh train state for `config`, on every device."""
-  dataset, buckets = prepare_data(config)
-  model = build_model(config.task, config.model, num_classes=dataset.num_classes,
-                      vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
-  init_key = seed_keys(config.seed)[0]
-  state = create_train_state(init_key, model, batching.train_batch(
-      dataset.splits['train'], 0, batch_size=config.data.batch_size, buckets=buckets,
-      seed=config.seed, pack=config.data.pack), make_optimizer(config.optim, config.train.num_steps),
-                             get_task(config.task))
+def _setup(configs):
+  """Data, buckets, models and fresh train states of `configs` (one group), on every device."""
+  base = configs[0]
+  dataset, buckets = prepare_data(base)
+  models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
+                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+            for c in configs]
+  example = batching.train_batch(dataset.splits['train'], 0, batch_size=base.data.batch_size,
+                                 buckets=buckets, seed=base.seed, pack=base.data.pack)
   # Every device of every process holds the whole state; batches are split by rows.
   mesh = Mesh(jax.devices(), ('data',))
-  rows = NamedSharding(mesh, P('data'))
+  # The first model trains them all (a vectorised step gives each run its own rates).
+  states = [jax.device_put(create_train_state(
+      seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
+      get_task(c.task)), NamedSharding(mesh, P())) for c in configs]
+  return _Setup(dataset, buckets, models, states, mesh)
 
-  def put(batch):
-    return {k: jax.make_array_from_process_local_data(rows, v) for k, v in batch.items()}
 
-  return _Setup(dataset, buckets, jax.device_put(state, NamedSharding(mesh, P())), put)
+def _put(mesh, spec):
+  """A process's share of a global batch -> global arrays sharded as `spec`."""
+  sharding = NamedSharding(mesh, spec)
+  return lambda batch: {k: jax.make_array_from_process_local_data(sharding, v)
+                        for k, v in batch.items()}
 
 
 def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
@@ -181,12 +216,12 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
   if flat is None:
     raise FileNotFoundError(f'{workdir} holds no run (no config.json)')
   config = config_lib.from_flat_dict(flat)
-  setup = _setup(config)
+  setup = _setup([config])
   sub = 'best' if checkpoint == 'best' else 'checkpoints'
   checkpoints = Checkpoints((workdir / sub).absolute(), None, read_only=True)
   try:
     step = None if checkpoint in ('best', 'latest') else int(checkpoint)
-    state, loop = checkpoints.restore(setup.state, step)
+    state, loop = checkpoints.restore(setup.states[0], step)
   finally:
     checkpoints.close()
   if not loop:
@@ -194,7 +229,7 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
   if split not in setup.dataset.splits:
     raise ValueError(f'split={split!r} is not one of {sorted(setup.dataset.splits)}')
   return int(hosts.local_value(state.step)), _evaluate(
-      state, setup.dataset.splits[split], config, setup.buckets, setup.put)
+      state, setup.dataset.splits[split], config, setup.buckets, _put(setup.mesh, P('data')))
 
 
 def _packing(split, buckets):
@@ -230,12 +265,229 @@ def restore_or_start(checkpoints, state, workdir, restart_from_scratch=False):
   return state, {}
 
 
-def _train_and_evaluate(config, workdir, restart_from_scratch=False):
-  dataset, buckets, state, put = _setup(config)
-  train_split = dataset.splits['train']
-  batch_args = dict(batch_size=config.data.batch_size, buckets=buckets, seed=config.seed,
-                    pack=config.data.pack, process_index=jax.process_index(),
+class _Run:
+  """One run's host-side state: its workdir's files, its logging window, its best
+  eval value and dropout key, what it returns. The window's sums, the count of
+  skipped updates, the best value and the key are saved with each checkpoint,
+  so a resumed run logs exactly what the uninterrupted run would have."""
+
+  def __init__(self, config, workdir, fresh, restart_from_scratch):
+    self.config, self.workdir = config, workdir
+    self.checkpoints = Checkpoints((workdir / 'checkpoints').absolute(),
+                                   config.train.keep_checkpoints)
+    try:
+      restored, loop = restore_or_start(self.checkpoints, fresh, workdir, restart_from_scratch)
+    except BaseException:
+      self.checkpoints.close()
+      raise
+    # The config's hyperparameters, not the checkpoint's, from here on.
+    self.state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state,
+                                                                fresh.opt_state))
+    self.start = int(hosts.local_value(self.state.step))
+    self.best = Checkpoints((workdir / 'best').absolute(), 1)
+    self.log = NoLog()
+    self.window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
+    self.skipped = loop.get('skipped', 0)
+    self.best_value = loop.get('best')  # of train.best_metric on eval, None before the first
+    self.key_data = np.asarray(loop['rng'] if 'rng' in loop else
+                               jax.random.key_data(seed_keys(config.seed)[1]), np.uint32)
+    self.results, self.error = {}, None
+
+  def open_log(self, start):
+    """Records this start in the workdir and opens metrics.jsonl at `start` (process 0)."""
+    if hosts.is_main():
+      _report_start(self.workdir, self.config, start)
+      self.log = MetricLog(self.workdir, start)
+
+  def add(self, step, metrics):
+    """Adds one step's metrics {name: (sum, count)} to the window; a rejected update
+    stops the run (or is counted, with train.skip_nonfinite)."""
+    bad = metrics.pop('nonfinite')[0] > 0, metrics.pop('invalid_batch')[0] > 0
+    if not any(bad):
+      self.window = accumulate(self.window, metrics)
+    elif self.config.train.skip_nonfinite:
+      self.skipped += 1  # a skipped step's NaN stays out of the logged averages
+    else:
+      what = ('a non-finite loss, gradient or update' if bad[0] else
+              'an invalid batch (a length outside [1, time] or a label out of range)')
+      self.error = FloatingPointError(
+          f'{what} at step {step}; the update was not applied and the checkpoints in '
+          f'{self.workdir / "checkpoints"} (latest step {self.checkpoints.latest_step()}) are '
+          f'untouched. Set config.train.skip_nonfinite to skip such updates instead.')
+
+  def write_train(self, step, steps_per_s):
+    metrics = summarize(self.window or {})
+    metrics.update(skipped_updates=self.skipped, steps_per_s=steps_per_s)
+    self.log.write(step, 'train', metrics)
+    self.window = None
+    return metrics
+
+  def write_eval(self, step, metrics, state):
+    """Logs eval `metrics` of `state`, kept in best/ if the best so far."""
+    self.results['eval'] = metrics
+    self.log.write(step, 'eval', metrics)
+    name = self.config.train.best_metric
+    if self.best_value is None or metrics[name] > self.best_value:
+      self.best_value = metrics[name]
+      self.best.save(state, {name: self.best_value})
+
+  def save(self, step, state):
+    self.log.sync()
+    self.checkpoints.save(state, {
+        'window': self.window or {}, 'skipped': self.skipped, 'best': self.best_value,
+        'rng': self.key_data.tolist(), 'data_position': step})  # the next batch is step + 1's
+
+  def close(self):
+    for close in (self.log.close, self.checkpoints.close, self.best.close):
+      close()
+
+
+def _train(configs, workdirs, restart_from_scratch):
+  setup = _setup(configs)
+  _say_data(configs[0], setup.dataset, setup.buckets)
+  runs = []
+  try:
+    for config, workdir, fresh in zip(configs, workdirs, setup.states):
+      runs.append(_Run(config, workdir, fresh, restart_from_scratch))
+    starts = sorted({r.start for r in runs})
+    if len(starts) > 1:
+      raise ValueError(f'the runs hold checkpoints of different steps {starts}: train them '
+                       f'one by one')
+    for r in runs:
+      r.open_log(starts[0])
+    return _loop(runs, setup, starts[0])
+  finally:
+    for r in runs:
+      r.close()
+
+
+def _loop(runs, setup, start):
+  """Trains `runs` (all at step `start`) to train.num_steps, then evaluates each."""
+  configs = [r.config for r in runs]
+  cfg, k_runs = configs[0].train, len(runs)
+  dataset, buckets, mesh = setup.dataset, setup.buckets, setup.mesh
+  batch_args = dict(batch_size=configs[0].data.batch_size, buckets=buckets,
+                    pack=configs[0].data.pack, process_index=jax.process_index(),
                     process_count=jax.process_count())
+  if k_runs == 1:
+    state = runs[0].state
+    jitted = jax.jit(train_step, donate_argnums=0)
+    extra = (jax.random.wrap_key_data(runs[0].key_data),)
+    put = _put(mesh, P('data'))
+    make = lambda step: put(batching.train_batch(dataset.splits['train'], step,
+                                                 seed=configs[0].seed, **batch_args))
+  else:  # [models, batch, ...]: the batch axis sharded
+    state = jax.device_put(group.stack([r.state.replace(tx=setup.states[0].tx) for r in runs]),
+                           NamedSharding(mesh, P()))
+    jitted, hyper = group.vectorised_step(configs, setup.models[0])
+    extra = (np.stack([r.key_data for r in runs]), hyper)
+    put = _put(mesh, P(None, 'data'))
+    make = lambda step: put(group.stacked_batch([batching.train_batch(
+        dataset.splits['train'], step, seed=c.seed, **batch_args) for c in configs]))
+  for r in runs:
+    r.state = None  # the loop's state holds them
+  compiled = {}  # the train step for each input shape
+
+  def train_on(state, batch, bar):
+    shape = batch['inputs'].shape
+    if shape not in compiled:
+      bar.set_description(f'train (compiling for inputs {shape})')
+      start_compile = time.perf_counter()
+      compiled[shape] = jitted.lower(state, batch, *extra).compile()
+      _say(f'compiled the train step for inputs {shape} in '
+           f'{time.perf_counter() - start_compile:.1f} s')
+      bar.set_description(bar_name)
+      bar.unpause()  # the rate and the time left exclude compilation
+    return compiled[shape](state, batch, *extra)
+
+  def state_of(k):
+    return state if k_runs == 1 else group.take(state, k).replace(apply_fn=setup.models[k].apply)
+
+  def saved(step):
+    if k_runs == 1:
+      return f'the checkpoint of step {step} is saved in {runs[0].workdir / "checkpoints"}'
+    return f'the checkpoint of step {step} is saved in each of the {k_runs} runs\' workdirs'
+
+  def evaluate(k, split, state_k, stop=None):
+    """Metrics of `split`; raises Preempted between batches once `stop` is set."""
+    return _evaluate(state_k, dataset.splits[split], configs[k], buckets, _put(mesh, P('data')),
+                     stop, on_stop=lambda: (
+                         f'stopped by a signal during the final {split} evaluation; '
+                         f'{saved(last_step)}; run again with the same --workdir to evaluate it'))
+
+  last_step, pending = start, []  # pending: (step, device metrics) not yet fetched
+  window_start, window_steps = time.perf_counter(), 0
+  bar_name = 'train' if k_runs == 1 else f'train {k_runs} models'
+  with _stop_on_signals() as stop:
+    with tqdm(total=cfg.num_steps, initial=min(start, cfg.num_steps), desc=bar_name,
+              dynamic_ncols=True, disable=not hosts.is_main()) as bar:
+      for step, batch in zip(range(start + 1, cfg.num_steps + 1),
+                             batching.prefetch(make, range(start, cfg.num_steps))):
+        state, metrics = train_on(state, batch, bar)
+        last_step = step
+        pending.append((step, metrics))
+        # Every process stops at the same step, whichever one the signal reached.
+        stopping = hosts.any_process(stop.is_set())
+        window_steps += 1
+        bar.update(1)
+        last = step == cfg.num_steps
+        logs = step % cfg.log_every_steps == 0 or last
+        evals = step % cfg.eval_every_steps == 0 or last
+        saves = step % cfg.checkpoint_every_steps == 0 or last or stopping
+        if not (logs or evals or saves):
+          continue
+        _drain(pending, runs)
+        pending = []
+        active = [k for k, r in enumerate(runs) if r.error is None]
+        if not active:
+          break
+        if logs:
+          now = time.perf_counter()
+          for k in active:
+            train_metrics = runs[k].write_train(step, window_steps / (now - window_start))
+          if k_runs == 1:
+            bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
+                             if k in ('loss', 'accuracy')})
+          window_start, window_steps = now, 0
+        states = {k: state_of(k) for k in active} if evals or saves else {}
+        if evals:
+          for k in active:
+            runs[k].write_eval(step, evaluate(k, 'eval', states[k]), states[k])
+          _say_eval(step, runs)
+        if saves:
+          for k in active:
+            runs[k].save(step, states[k])
+        if stopping:
+          raise Preempted(f'stopped by a signal at step {step}; {saved(step)}; run again with '
+                          f'the same --workdir to resume')
+
+    # Signals stay handled until the last line is written: a stop here leaves
+    # the final checkpoint, and a restart redoes only this evaluation.
+    for k, r in enumerate(runs):
+      if r.error is not None:
+        continue
+      state_k = state_of(k)
+      r.results['eval'] = r.results.get('eval') or evaluate(k, 'eval', state_k, stop)
+      r.results['test'] = evaluate(k, 'test', state_k, stop)
+      r.log.write(last_step, 'test', r.results['test'])
+      r.results.update(test_of_best(r.best, state_k, last_step, r.results['test'],
+                                    lambda s, k=k: evaluate(k, 'test', s, stop), r.log))
+      r.results.update(compiled_train_shapes=len(compiled), buckets=buckets)
+  return [r.error if r.error is not None else r.results for r in runs]
+
+
+def _drain(pending, runs):
+  """Fetches the pending steps' metrics into each run still training."""
+  for (step, _), metrics in zip(pending, hosts.local_value([m for _, m in pending])):
+    for k, r in enumerate(runs):
+      pick = (lambda x: x) if len(runs) == 1 else (lambda x, k=k: x[k])
+      if r.error is None:
+        r.add(step, {name: (float(pick(s)), float(pick(n))) for name, (s, n) in metrics.items()})
+
+
+def _say_data(config, dataset, buckets):
+  """The data line: sequences, padded lengths, packing and padding."""
+  train_split = dataset.splits['train']
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
                                             buckets=buckets, seed=config.seed,
                                             pack=config.data.pack)
@@ -248,138 +500,15 @@ def _train_and_evaluate(config, workdir, restart_from_scratch=False):
   if dataset.splits['eval'] is train_split:
     _say('the eval split is the training split (data.eval_fraction=0): eval metrics are '
          'training metrics without dropout, and the test line is the model of the last step')
-  dropout_key = seed_keys(config.seed)[1]
-  checkpoints = Checkpoints((workdir / 'checkpoints').absolute(), config.train.keep_checkpoints)
-  try:
-    restored, loop = restore_or_start(checkpoints, state, workdir, restart_from_scratch)
-  except BaseException:
-    checkpoints.close()
-    raise
-  best = Checkpoints((workdir / 'best').absolute(), 1)
-  # The config's hyperparameters, not the checkpoint's, from here on.
-  state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state, state.opt_state))
-  start = int(hosts.local_value(state.step))
-  if hosts.is_main():
-    _report_start(workdir, config, start)
 
-  jit_train = jax.jit(train_step, donate_argnums=0)
-  compiled = {}  # the train step for each input shape
 
-  def train_on(state, batch, rng, bar):
-    shape = batch['inputs'].shape
-    if shape not in compiled:
-      bar.set_description(f'train (compiling for inputs {shape})')
-      start_compile = time.perf_counter()
-      compiled[shape] = jit_train.lower(state, batch, rng).compile()
-      _say(f'compiled the train step for inputs {shape} in '
-           f'{time.perf_counter() - start_compile:.1f} s')
-      bar.set_description('train')
-      bar.unpause()  # the rate and the time left exclude compilation
-    return compiled[shape](state, batch, rng)
-
-  def evaluate(split, stop=None, state_now=None):
-    """Metrics of `split`; raises Preempted between batches once `stop` is set."""
-    return _evaluate(state if state_now is None else state_now, dataset.splits[split], config,
-                     buckets, put, stop, on_stop=lambda: (
-                         f'stopped by a signal during the final {split} evaluation; the '
-                         f'checkpoint of step {last_step} is saved in '
-                         f'{workdir / "checkpoints"}; run again with the same --workdir to '
-                         f'evaluate it'))
-
-  log = MetricLog(workdir, start) if hosts.is_main() else NoLog()
-  last_step = start
-  results = {}
-  pending = []  # (step, device metrics) not yet fetched
-  # The logging window's sums, and the count of skipped updates, survive a
-  # restart (they are saved with each checkpoint), so a resumed run logs
-  # exactly what the uninterrupted run would have.
-  window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
-  skipped = loop.get('skipped', 0)
-  best_value = loop.get('best')  # of cfg.best_metric on eval, None before the first
-  if 'rng' in loop:  # the run's dropout key, saved with its checkpoints
-    dropout_key = jax.random.wrap_key_data(np.asarray(loop['rng'], np.uint32))
-  window_start, window_steps = time.perf_counter(), 0
-  cfg = config.train
-
-  def drain():
-    """Fetches pending metrics into the window; stops on a rejected update."""
-    nonlocal pending, window, skipped
-    for (s, _), m in zip(pending, hosts.local_value([m for _, m in pending])):
-      bad = m.pop('nonfinite')[0] > 0, m.pop('invalid_batch')[0] > 0
-      if any(bad):
-        if not cfg.skip_nonfinite:
-          what = ('a non-finite loss, gradient or update' if bad[0] else
-                  'an invalid batch (a length outside [1, time] or a label out of range)')
-          raise FloatingPointError(
-              f'{what} at step {s}; the update was not applied and the checkpoints in '
-              f'{workdir / "checkpoints"} (latest step {checkpoints.latest_step()}) are '
-              f'untouched. Set config.train.skip_nonfinite to skip such updates instead.')
-        skipped += 1
-        continue  # a skipped step's NaN stays out of the logged averages
-      window = accumulate(window, {k: (float(a), float(b)) for k, (a, b) in m.items()})
-    pending = []
-
-  def make(step):
-    return put(batching.train_batch(train_split, step, **batch_args))
-
-  try:
-    with _stop_on_signals() as stop:
-      with tqdm(total=cfg.num_steps, initial=min(start, cfg.num_steps), desc='train',
-                dynamic_ncols=True, disable=not hosts.is_main()) as bar:
-        for step, batch in zip(range(start + 1, cfg.num_steps + 1),
-                               batching.prefetch(make, range(start, cfg.num_steps))):
-          state, metrics = train_on(state, batch, dropout_key, bar)
-          last_step = step
-          pending.append((step, metrics))
-          # Every process stops at the same step, whichever one the signal reached.
-          stopping = hosts.any_process(stop.is_set())
-          window_steps += 1
-          bar.update(1)
-          last = step == cfg.num_steps
-          if step % cfg.log_every_steps == 0 or last:
-            drain()
-            train_metrics = summarize(window or {})
-            now = time.perf_counter()
-            train_metrics.update(skipped_updates=skipped,
-                                 steps_per_s=window_steps / (now - window_start))
-            log.write(step, 'train', train_metrics)
-            bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
-                             if k in ('loss', 'accuracy')})
-            window, window_start, window_steps = None, now, 0
-          if step % cfg.eval_every_steps == 0 or last:
-            drain()
-            results['eval'] = evaluate('eval')
-            log.write(step, 'eval', results['eval'])
-            _say(f'step {step}: eval ' + _fmt(results['eval']))
-            if best_value is None or results['eval'][cfg.best_metric] > best_value:
-              best_value = results['eval'][cfg.best_metric]
-              best.save(state, {cfg.best_metric: best_value})
-          if step % cfg.checkpoint_every_steps == 0 or last or stopping:
-            drain()
-            log.sync()
-            checkpoints.save(state, {
-                'window': window or {}, 'skipped': skipped, 'best': best_value,
-                'rng': jax.random.key_data(dropout_key).tolist(),
-                'data_position': step})  # the next batch is the one of step + 1
-          if stopping:
-            raise Preempted(f'stopped by a signal at step {step}; checkpoint saved in '
-                            f'{workdir / "checkpoints"}; run again with the same --workdir '
-                            f'to resume')
-
-      # Signals stay handled until the last line is written: a stop here leaves
-      # the final checkpoint, and a restart redoes only this evaluation.
-      results['eval'] = results.get('eval') or evaluate('eval', stop)
-      results['test'] = evaluate('test', stop)
-      log.write(last_step, 'test', results['test'])
-      results.update(test_of_best(best, state, last_step, results['test'],
-                                  lambda s: evaluate('test', stop, s), log))
-  finally:
-    log.close()
-    checkpoints.close()
-    best.close()
-  results['compiled_train_shapes'] = len(compiled)
-  results['buckets'] = buckets
-  return results
+def _say_eval(step, runs):
+  if len(runs) == 1:
+    _say(f'step {step}: eval ' + _fmt(runs[0].results['eval']))
+    return
+  name = runs[0].config.train.best_metric
+  _say(f'step {step}: eval {name} ' + ' '.join(
+      f'{r.results["eval"][name]:.4f}' if r.error is None else 'stopped' for r in runs))
 
 
 def test_of_best(best, state, last_step, test, evaluate_test, log):

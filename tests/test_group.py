@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from conftest import digits_config, metric_records, restore_checkpoint
 
-from experiments.sweep import run_sweep
+from experiments.sweep import run_name, run_sweep
 from seqrnn.config import set_field
-from seqrnn.group import group_key, train_group
+from seqrnn.group import group_key
+from seqrnn.run import train_runs
 
 # Seeds x learning rates, and a learning rate so large that the run's update
 # overflows at its second step: that run stops alone.
@@ -62,12 +63,12 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
     for name, value in overrides.items():
       set_field(config, name, value)
     configs.append(config)
-  train_group(configs, [tmp_path / f'whole{i}' for i in range(3)], say=lambda _: None)
+  train_runs(configs, [tmp_path / f'whole{i}' for i in range(3)])
   short = [c.copy_and_resolve_references() for c in configs]
   for c in short:
     c.train.num_steps = 10
-  train_group(short, [tmp_path / f'parts{i}' for i in range(3)], say=lambda _: None)
-  train_group(configs, [tmp_path / f'parts{i}' for i in range(3)], say=lambda _: None)
+  train_runs(short, [tmp_path / f'parts{i}' for i in range(3)])
+  train_runs(configs, [tmp_path / f'parts{i}' for i in range(3)])
   for i in range(3):
     assert metric_records(tmp_path / f'whole{i}') == metric_records(tmp_path / f'parts{i}')
     (_, whole), (_, parts) = (restore_checkpoint(tmp_path / f'{d}{i}' / 'checkpoints')
@@ -86,4 +87,93 @@ def test_only_seeds_learning_rates_decays_clipping_and_regularisation_rates_vect
   b.model.dropout_rate, b.model.hidden_size = 0.5, 64
   assert group_key(a) != group_key(b)
   with pytest.raises(ValueError, match='differ in .* alone'):
-    train_group([a, b], ['/tmp/never-a', '/tmp/never-b'])
+    train_runs([a, b], ['/tmp/never-a', '/tmp/never-b'])
+
+
+PAIR = [{'seed': 0, 'optim.learning_rate': 1e-3}, {'seed': 1, 'optim.learning_rate': 3e-3}]
+
+
+@pytest.fixture(scope='module')
+def pair(tmp_path_factory):
+  """A finished vectorised sweep of two runs, 20 steps, checkpoints at 10 and 20."""
+  workdir = tmp_path_factory.mktemp('pair')
+  run_sweep(digits_config(20, eval_every_steps=10), PAIR, workdir, say=lambda _: None)
+  return workdir
+
+
+def _copy_as_killed(pair, tmp_path):
+  """The pair's sweep as if killed before it could mark its runs done."""
+  import json
+  import shutil
+  workdir = tmp_path / 'sweep'
+  shutil.copytree(pair, workdir)
+  for status in workdir.glob('runs/*/status.json'):
+    status.write_text(json.dumps({**json.loads(status.read_text()), 'status': 'running'}))
+  return workdir
+
+
+@pytest.mark.parametrize('usable_left', [True, False], ids=['one before it', 'none left'])
+def test_a_damaged_checkpoint_in_one_run_of_a_group_fails_that_run_alone(pair, tmp_path,
+                                                                         usable_left):
+  from test_checkpoint import _flip_one_bit
+  workdir = _copy_as_killed(pair, tmp_path)
+  damaged, sound = (workdir / 'runs' / run_name(o) for o in PAIR)
+  _flip_one_bit(damaged / 'checkpoints' / '20')
+  if not usable_left:
+    import shutil
+    shutil.rmtree(damaged / 'checkpoints' / '10')
+  statuses = run_sweep(digits_config(20, eval_every_steps=10), PAIR, workdir, say=lambda _: None)
+  assert statuses[sound.name]['status'] == 'done'
+  if usable_left:  # steps 11-20 trained again (alone) from step 10: the run it would have been
+    assert statuses[damaged.name]['status'] == 'done'
+    again, before = metric_records(damaged), metric_records(pair / 'runs' / damaged.name)
+    assert [(r['step'], r['split']) for r in again] == [(r['step'], r['split']) for r in before]
+    for x, y in zip(again, before):
+      assert all(_close(x[k], y[k]) for k in x if k != 'split'), (x, y)
+  else:
+    assert statuses[damaged.name]['status'] == 'failed'
+    assert 'NoUsableCheckpoint' in statuses[damaged.name]['error']
+    assert '--restart_from_scratch' in statuses[damaged.name]['error']
+
+
+def test_a_group_stopped_during_its_final_test_evaluation_says_so_and_resumes(
+    pair, tmp_path, monkeypatch):
+  import json
+  import signal
+  from seqrnn import Preempted
+  from seqrnn.data import batching
+  workdir = _copy_as_killed(pair, tmp_path)
+  real = batching.eval_batches
+
+  def signalled(split, **kw):
+    if len(split['lengths']) == 269:  # the test split of digits
+      signal.raise_signal(signal.SIGTERM)
+    return real(split, **kw)
+
+  monkeypatch.setattr(batching, 'eval_batches', signalled)
+  config = digits_config(20, eval_every_steps=10)
+  with pytest.raises(Preempted, match=r'during the final test evaluation; the checkpoint of '
+                                      r'step 20 is saved in each of the 2 runs'):
+    run_sweep(config, PAIR, workdir, say=lambda _: None)
+  for status in workdir.glob('runs/*/status.json'):
+    assert json.loads(status.read_text())['status'] == 'stopped'
+  monkeypatch.undo()
+  statuses = run_sweep(config, PAIR, workdir, say=lambda _: None)
+  assert [s['status'] for s in statuses.values()] == ['done', 'done']
+  for o in PAIR:
+    assert metric_records(workdir / 'runs' / run_name(o)) == metric_records(
+        pair / 'runs' / run_name(o))
+
+
+def test_a_group_resumed_past_its_steps_tests_the_checkpoints_step(pair, tmp_path):
+  workdir = _copy_as_killed(pair, tmp_path)
+  configs = []
+  for overrides in PAIR:
+    config = digits_config(10, eval_every_steps=10)
+    for name, value in overrides.items():
+      set_field(config, name, value)
+    configs.append(config)
+  train_runs(configs, [workdir / 'runs' / run_name(o) for o in PAIR])
+  for o in PAIR:
+    (test,) = [r for r in metric_records(workdir / 'runs' / run_name(o)) if r['split'] == 'test']
+    assert test['step'] == 20

@@ -161,3 +161,31 @@ def test_processes_given_different_configs_stop_at_once_naming_the_fields(tmp_pa
     assert ('the processes of this run were given different configs (model.dropout_rate: '
             'process 0 0.1, process 1 0.3; train.num_steps: process 0 300, process 1 200)') in err
   assert not (tmp_path / 'config.json').exists() and not (tmp_path / 'checkpoints').exists()
+
+
+def test_a_vectorised_group_on_two_processes_trains_as_on_one(tmp_path):
+  sweep = tmp_path / 'seeds.py'
+  sweep.write_text("def get_sweep():\n  return [{'seed': 0}, {'seed': 1, "
+                   "'optim.learning_rate': 3e-3}]\n")
+  overrides = [f for f in FLAGS if 'num_steps' not in f] + ['--config.train.num_steps=100']
+  outs = {}
+  for n in (1, 2):
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // n}')
+    hosts = [] if n == 1 else [f'--coordinator_address=127.0.0.1:{_free_port()}',
+                               f'--num_processes={n}']
+    processes = [subprocess.Popen(
+        [sys.executable, '-m', 'experiments.sweep', f'--sweep={sweep}',
+         f'--workdir={tmp_path / str(n)}', *overrides, *hosts]
+        + ([f'--process_id={i}'] if hosts else []),
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(n)]
+    codes, outs[n] = _finish(processes)
+    assert codes == [0] * n, [err[-2000:] for _, err in outs[n]]
+  assert 'vectorised, 2 models in one step' in outs[2][0][0]
+  assert 'running' not in outs[2][1][0] and 'wrote' not in outs[2][1][0]  # process 0 prints
+  for run in ('seed=0', 'seed=1,optim.learning_rate=0.003'):
+    one, two = (metric_records(tmp_path / str(n) / 'runs' / run) for n in (1, 2))
+    assert [(r['step'], r['split']) for r in one] == [(r['step'], r['split']) for r in two]
+    for a, b in zip(one, two):
+      np.testing.assert_allclose([a['accuracy'], a['loss']], [b['accuracy'], b['loss']],
+                                 rtol=1e-3)
