@@ -63,7 +63,7 @@ def _loop_inputs(cell, w_i, b_i, w_h, x):
   On XLA:CPU a step's small matmuls are bound by latency: an input projection no
   wider than the recurrent matmul (in <= hidden) rides along in the loop for less
   than one big [time*batch] matmul before it costs; a wider one costs more in the
-  loop (one layer's forward and backward timed both ways: README, Speed).
+  loop (one layer's forward and backward timed both ways: docs/speed.md).
   """
   if x.shape[-1] <= w_h.shape[0]:
     return x

@@ -64,7 +64,7 @@ class CharConv(nn.Module):
   what character c adds to the output at offset k is row c of the table
   `embedding @ kernel[k]`, so three lookups and a sum replace the convolution
   over every character slot, most of them padding (77% on the Turkish
-  treebanks; the tagger's train step 5% faster on XLA:CPU, README, Speed).
+  treebanks; the tagger's train step 5% faster on XLA:CPU, docs/speed.md).
   """
   features: int
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import random_batch, tiny_model_config
+from helpers import random_batch, tiny_model_config
 from reference import stack_sequence
 
 from seqrnn.cells import CELLS, GRUCell

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import digits_config, metric_records, restore_checkpoint
+from helpers import digits_config, metric_records, restore_checkpoint
 from seqrnn import train_and_evaluate
 from seqrnn.checkpoint import CheckpointMismatch, NoUsableCheckpoint
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seqrnn.config import default_config
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 from seqrnn.data import batching, conllu, digits, idx, ocr, timeseries
 from seqrnn.data.files import DataFileError

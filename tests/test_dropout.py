@@ -2,7 +2,7 @@
 
 import jax
 import numpy as np
-from conftest import random_batch, tiny_model_config
+from helpers import random_batch, tiny_model_config
 
 from seqrnn.models import build_model
 from seqrnn.stack import dropout

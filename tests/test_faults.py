@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import metric_records, restore_checkpoint
+from helpers import metric_records, restore_checkpoint
 from experiments.configs import digits
 from seqrnn import train_and_evaluate
 from seqrnn.data import batching

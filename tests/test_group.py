@@ -3,7 +3,8 @@
 import jax
 import numpy as np
 import pytest
-from conftest import digits_config, metric_records, restore_checkpoint
+from helpers import (digits_config, metric_records, restore_checkpoint,
+                     sigterm_during_test_evaluation)
 
 from experiments.sweep import run_name, run_sweep
 from seqrnn.config import set_field
@@ -139,18 +140,9 @@ def test_a_damaged_checkpoint_in_one_run_of_a_group_fails_that_run_alone(pair, t
 def test_a_group_stopped_during_its_final_test_evaluation_says_so_and_resumes(
     pair, tmp_path, monkeypatch):
   import json
-  import signal
   from seqrnn import Preempted
-  from seqrnn.data import batching
   workdir = _copy_as_killed(pair, tmp_path)
-  real = batching.eval_batches
-
-  def signalled(split, **kw):
-    if len(split['lengths']) == 269:  # the test split of digits
-      signal.raise_signal(signal.SIGTERM)
-    return real(split, **kw)
-
-  monkeypatch.setattr(batching, 'eval_batches', signalled)
+  sigterm_during_test_evaluation(monkeypatch)
   config = digits_config(20, eval_every_steps=10)
   with pytest.raises(Preempted, match=r'during the final test evaluation; the checkpoint of '
                                       r'step 20 is saved in each of the 2 runs'):

@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import metric_records
+from helpers import metric_records
 from seqrnn.data import batching
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

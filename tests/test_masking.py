@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from conftest import random_batch, tiny_model_config
+from helpers import random_batch, tiny_model_config
 from reference import sigmoid
 
 from seqrnn import cells

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from conftest import random_batch, tiny_model_config
+from helpers import random_batch, tiny_model_config
 from reference import bidirectional_stack_sequence, stack_sequence
 
 from seqrnn.models import build_model

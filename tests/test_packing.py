@@ -9,7 +9,7 @@ import functools
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 from seqrnn.batch import validate_batch
 from seqrnn.config import default_config, validate_config

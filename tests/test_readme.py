@@ -1,14 +1,20 @@
-"""The README's Python examples run as written."""
+"""The README and docs/: Python examples run as written, and every command, module, file and
+link they name exists."""
 
+import importlib.util
 import pathlib
 import re
 
-README = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / 'README.md').read_text()
+DOCS = {p: p.read_text() for p in sorted((ROOT / 'docs').glob('*.md'))}
 BLOCKS = re.findall(r'```python\n(.*?)```', README, re.S)
+TEXTS = {ROOT / 'README.md': README, **DOCS}
 
 
 def test_the_research_code_examples_run_as_written():
   assert len(BLOCKS) == 3
+  assert not any('```python' in text for text in DOCS.values())  # the docs show none to run
   namespace = {}
   exec(compile(BLOCKS[0], 'README.md', 'exec'), namespace)  # noqa: S102
   assert namespace['logits'].shape == (8, 20, 5)
@@ -19,7 +25,19 @@ def test_the_research_code_examples_run_as_written():
 
 
 def test_the_sweep_file_shown_is_the_real_one():
-  root = pathlib.Path(__file__).resolve().parents[1]
   header, code = BLOCKS[2].split('\n', 1)
   assert header == '# experiments/sweeps/digits_cells.py'
-  assert code in (root / header[2:]).read_text()
+  assert code in (ROOT / header[2:]).read_text()
+
+
+def test_every_module_config_file_and_link_named_exists():
+  for path, text in TEXTS.items():
+    text = re.sub(r'\s+', ' ', text)  # commands are wrapped over lines
+    for module in re.findall(r'python -m ([\w.]+)', text):
+      if module.split('.')[0] in ('experiments', 'seqrnn'):
+        assert importlib.util.find_spec(module), (path.name, module)
+    for config in re.findall(r'--config=(experiments/configs/\w+\.py)', text):
+      assert (ROOT / config).is_file(), (path.name, config)
+    for link in re.findall(r'\]\(([\w/.]+\.md)\)', text):
+      assert (path.parent / link).is_file(), (path.name, link)
+  assert len(README.splitlines()) <= 250

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import digits_config, metric_records, restore_checkpoint
+from helpers import digits_config, metric_records, restore_checkpoint
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import random_batch, tiny_model_config
+from helpers import random_batch, tiny_model_config
 
 from seqrnn.config import default_config
 from seqrnn.models import build_model

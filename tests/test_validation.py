@@ -9,7 +9,7 @@ import sys
 import ml_collections
 import numpy as np
 import pytest
-from conftest import random_batch
+from helpers import random_batch
 
 from seqrnn import config, default_config, validate_batch, validate_config
 

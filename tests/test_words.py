@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 from seqrnn import RNNStack
 from seqrnn.config import default_config

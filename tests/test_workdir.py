@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import digits_config, metric_records, restore_checkpoint
+from helpers import (digits_config, metric_records, restore_checkpoint,
+                     sigterm_during_test_evaluation)
 from seqrnn import Preempted, train_and_evaluate
-from seqrnn.data import batching
 from seqrnn.workdir import WorkdirInUse
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -116,14 +116,7 @@ def test_switching_gradient_clipping_on_or_off_resumes(finished, tmp_path):
 def test_a_signal_during_the_final_test_evaluation_stops_cleanly_and_the_restart_finishes(
     finished, tmp_path, monkeypatch):
   workdir = _copy(finished, tmp_path)
-  real = batching.eval_batches
-
-  def signalled(split, **kw):
-    if len(split['lengths']) == 269:  # the test split of digits
-      signal.raise_signal(signal.SIGTERM)
-    return real(split, **kw)
-
-  monkeypatch.setattr(batching, 'eval_batches', signalled)
+  sigterm_during_test_evaluation(monkeypatch)
   with pytest.raises(Preempted, match=r'during the final test evaluation.*step 30'):
     train_and_evaluate(digits_config(30), workdir)
   assert [r['split'] for r in metric_records(workdir)][-1] == 'eval'

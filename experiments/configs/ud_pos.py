@@ -6,7 +6,7 @@
 A bidirectional 2-layer LSTM over word embeddings joined to a character
 encoder of each word (a width-3 convolution with max-pooling; Plank et al.
 2016 use a character BiLSTM: on the Turkish treebanks both reached the same
-accuracy and the CNN trained 3x faster, see the README), so that words unseen
+accuracy and the CNN trained 3x faster, see docs/results.md), so that words unseen
 in training are read from their spelling. The run prints per-token,
 unseen-word and whole-sentence accuracy. Training rows are packed
 (`data.pack`): a row as long as its bucket also holds shorter sentences, each

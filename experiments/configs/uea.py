@@ -7,7 +7,7 @@ training split for a fixed number of steps, test once on the test split.
 `:NAME` is any set aeon ships or finds in `data.path` (`--config.data.path=DIR`
 with DIR/NAME/NAME_TRAIN.ts and _TEST.ts). Long series are read in frames of
 consecutive values (`data.frame_size=0`: the longest training series in at most
-64 steps), so ArrowHead's 251 values are 63 steps of 4. The README's table
+64 steps), so ArrowHead's 251 values are 63 steps of 4. The table in docs/results.md
 gives each shipped set's accuracy with this config against 1-NN DTW
 (`python -m experiments.dtw_reference`). `:NAME,debug` is a smoke run.
 """

@@ -57,7 +57,7 @@ def bucket_lengths(lengths, num_buckets):
 
 # Compiling the train and eval steps for one more padded length costs about as
 # much time as training this many (sequence, step) slots: `python -m
-# experiments.e2e_benchmark` measures the train step's share, about 70,000 for the
+# experiments.bench.e2e_benchmark` measures the train step's share, about 70,000 for the
 # Turkish tagger on a 2-core CPU; evaluation compiles too. An estimate: it decides
 # how many buckets pay for their compilation, never a result (padding changes none).
 COMPILE_COST_SLOTS = 100_000

@@ -1,6 +1,6 @@
 """K models in one vectorised train step against K steps of one model.
 
-  python -m experiments.sweep_benchmark --models=1,4,16 --reps=10
+  python -m experiments.bench.sweep_benchmark --models=1,4,16 --reps=10
 
 What `experiments.sweep` gains by training runs of one shape together
 (`seqrnn.group`): the jitted `jax.vmap` of `train_step` over K stacked train

@@ -1,12 +1,12 @@
 """Where a train step's time goes: a jax.profiler trace, summarised by kind of op.
 
-  python -m experiments.profile_step --case=gru_cls --impl=seqrnn
-  python -m experiments.profile_step --case=gru_cls --impl=flax
-  python -m experiments.profile_step --config=experiments/configs/turkish_pos.py --impl=flax
+  python -m experiments.bench.profile_step --case=gru_cls --impl=seqrnn
+  python -m experiments.bench.profile_step --case=gru_cls --impl=flax
+  python -m experiments.bench.profile_step --config=experiments/configs/turkish_pos.py --impl=flax
 
-Traces a few jitted train steps of a benchmark case (`experiments/benchmark.py`),
+Traces a few jitted train steps of a benchmark case (`experiments/bench/benchmark.py`),
 or of a config's model on the batch of its training step `--batch_step` (with
-`--impl=flax`, Flax's stack in its place, as in `experiments.e2e_benchmark`),
+`--impl=flax`, Flax's stack in its place, as in `experiments.bench.e2e_benchmark`),
 and sums the device-side op times of the trace per step, split into matmuls and
 other ops, inside the time loops (ops run once per timestep) or outside them.
 The trace itself stays in --trace_dir for Perfetto or TensorBoard.
@@ -24,12 +24,12 @@ from absl import app, flags
 
 from ml_collections import config_flags
 
-from experiments import benchmark
+from experiments.bench import benchmark
 from seqrnn import run as run_lib
 from seqrnn.data import batching
 from seqrnn.models import build_model
 
-flags.DEFINE_string('case', 'gru_cls', 'A case of experiments/benchmark.py.')
+flags.DEFINE_string('case', 'gru_cls', 'A case of experiments/bench/benchmark.py.')
 config_flags.DEFINE_config_file('config', None, 'A config to profile instead of a case.')
 flags.DEFINE_integer('batch_step', 0, 'With --config: the training step whose batch is used.')
 flags.DEFINE_enum('impl', 'seqrnn', ['seqrnn', 'flax'], 'Which stack to profile.')

@@ -1,7 +1,7 @@
 """Speed of seqrnn's stack against the idiomatic Flax stack (and PyTorch, if importable).
 
-  python -m experiments.benchmark                 # all cases, a table
-  python -m experiments.benchmark --json --cases=gru_cls --reps=30
+  python -m experiments.bench.benchmark                 # all cases, a table
+  python -m experiments.bench.benchmark --json --cases=gru_cls --reps=30
 
 Each case builds every implementation on the same data, compiles it (timed), then
 times them interleaved step by step, so that machine noise hits all alike, and
@@ -104,7 +104,7 @@ class FlaxBaseline(nn.Module):
 
 
 # The same model as a config's with Flax's stack in place of seqrnn's: for
-# experiments.e2e_benchmark and experiments.profile_step on real data.
+# experiments.bench.e2e_benchmark and experiments.bench.profile_step on real data.
 class FlaxStack(nn.Module):
   """Flax's idiomatic stack with RNNStack's call: nn.RNN layers given seq_lengths."""
   cell: str
@@ -147,7 +147,7 @@ class Trainer:
   """One model's jitted train step over the given batches, timed.
 
   `lib`: the modules `run`, `train` and `tasks` that give the train state and
-  step: seqrnn's own by default (another checkout's in `experiments.e2e_benchmark
+  step: seqrnn's own by default (another checkout's in `experiments.bench.e2e_benchmark
   --baseline`).
   """
 

@@ -1,8 +1,8 @@
 """End to end on real data: real (non-padding) timesteps per second of training.
 
-  python -m experiments.e2e_benchmark --steps=300    # the Turkish tagger (turkish_pos.py)
-  python -m experiments.e2e_benchmark --steps=300 --baseline=/tmp/old  # and an older commit
-  python -m experiments.e2e_benchmark --config=experiments/configs/ocr.py \
+  python -m experiments.bench.e2e_benchmark --steps=300    # the Turkish tagger (turkish_pos.py)
+  python -m experiments.bench.e2e_benchmark --steps=300 --baseline=/tmp/old  # and an older commit
+  python -m experiments.bench.e2e_benchmark --config=experiments/configs/ocr.py \
       --config.data.path=.../letter.data.gz
 
 Trains the config's model for `--steps` steps on the batches a run of the config
@@ -26,7 +26,7 @@ torch, its `nn.LSTM` fed packed sequences (`pack_padded_sequence`: it computes
 no padding at all), then trains on the one-sequence-a-row batches in two passes
 of its own. Not interleaved: torch's and XLA's thread pools, both awake in one
 process, slowed every trainer (seqrnn's real timesteps/s by 14% over 150
-steps, README, Speed).
+steps, docs/speed.md).
 Prints, for each: real timesteps/s with and without compilation, compile
 seconds, the number of compiled shapes and the padding fraction of its steps;
 and what one more compiled shape costs seqrnn's training in padded (sequence,
@@ -45,7 +45,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.benchmark import Trainer, flax_model
+from experiments.bench.benchmark import Trainer, flax_model
 from seqrnn import run as run_lib
 from seqrnn.data import batching
 from seqrnn.models import build_model

@@ -1,0 +1,76 @@
+"""What the tests share: small configs, batches, and readers of a run's files."""
+
+import json
+import pathlib
+
+import numpy as np
+
+from seqrnn.config import default_config
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+def digits_config(num_steps, **train):
+  """Digits with a small GRU, a constant learning rate (so a run extended later
+  equals a longer run), logs every 10 steps, checkpoints every 10."""
+  from experiments.configs import digits
+  config = digits.get_config()
+  config.model.hidden_size = 32
+  config.optim.schedule = 'constant'
+  config.train.num_steps = num_steps
+  config.train.log_every_steps = 10
+  config.train.eval_every_steps = 50
+  config.train.checkpoint_every_steps = 10
+  for k, v in train.items():
+    config.train[k] = v
+  return config
+
+
+def metric_records(workdir):
+  """metrics.jsonl of `workdir` without the timing field."""
+  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'} for l in lines]
+
+
+def restore_checkpoint(directory, step=None):
+  """(step, the train state's arrays as saved) of an Orbax checkpoint directory;
+  the latest step unless `step` is given."""
+  import orbax.checkpoint as ocp
+  with ocp.CheckpointManager(directory) as m:
+    step = m.latest_step() if step is None else step
+    return step, m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+
+
+def tiny_model_config(cell='gru', **overrides):
+  c = default_config().model
+  c.cell = cell
+  c.hidden_size = 8
+  c.num_layers = 2
+  c.embed_dim = 6
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def random_batch(seed, batch=4, time=7, features=5, num_classes=3, task='classification',
+                 lengths=None):
+  rng = np.random.default_rng(seed)
+  lengths = np.asarray(lengths if lengths is not None else rng.integers(1, time + 1, batch), np.int32)
+  inputs = rng.normal(size=(batch, time, features)).astype(np.float32)
+  shape = (batch,) if task == 'classification' else (batch, time)
+  return {'inputs': inputs, 'lengths': lengths,
+          'labels': rng.integers(0, num_classes, shape).astype(np.int32)}
+
+
+def sigterm_during_test_evaluation(monkeypatch):
+  """From here on, evaluating the digits test split raises SIGTERM at its first batch."""
+  import signal
+  from seqrnn.data import batching
+  real = batching.eval_batches
+
+  def signalled(split, **kw):
+    if len(split['lengths']) == 269:  # the test split of digits
+      signal.raise_signal(signal.SIGTERM)
+    return real(split, **kw)
+
+  monkeypatch.setattr(batching, 'eval_batches', signalled)
