@@ -2,7 +2,10 @@
 
 The pieces, from one step to a whole run:
   cells        GRUCell, LSTMCell (Flax cells with a fast path), LayerNorm*Cell, CELLS,
-               register_cell
+               register_cell; the protocol of the fast paths: ProjectedCell, FusedCell,
+               has_fused_loop, hidden_state
+  masks        time_mask, packed rows' starts, per-step draws
+  fused        the fused loop (a FusedCell's hand-written backward pass)
   layer        Recurrent: one cell over time, masked by lengths; loops 'fused' and 'scan';
                recurrent dropout and Zoneout
   stack        RNNStack: layers, dropout (per step or variational), bidirectional, residual,
@@ -18,9 +21,11 @@ The pieces, from one step to a whole run:
 
 from seqrnn import hosts
 from seqrnn.batch import validate_batch
-from seqrnn.cells import (CELLS, GRUCell, LayerNormGRUCell, LayerNormLSTMCell, LSTMCell,
-                          LSTMState, make_cell, register_cell)
-from seqrnn.layer import Recurrent, Zoneout, reverse_padded, time_mask
+from seqrnn.cells import (CELLS, FusedCell, GRUCell, LayerNormGRUCell, LayerNormLSTMCell,
+                          LSTMCell, LSTMState, ProjectedCell, has_fused_loop, hidden_state,
+                          make_cell, register_cell)
+from seqrnn.layer import Recurrent, Zoneout, reverse_padded
+from seqrnn.masks import time_mask
 from seqrnn.models import Classifier, Encoder, Labeller, build_model, pool
 from seqrnn.stack import RNNStack
 from seqrnn.tasks import TASKS, classification, get_task, labelling

@@ -8,25 +8,13 @@ stack. Gates lie side by side along the last axis in the order of the
 equations below (torch's order, so `torch.nn.GRU`/`LSTM` weights map onto
 ours by a transpose: see `seqrnn.torch_weights`).
 
-What the built-in cells add, optional extras a loop may use:
-  cell.project(x)                      -> x @ W_i + b_i, for every timestep at once
-  cell.step_projected(carry, x_proj_t, recurrent_mask=None) -> (carry, y): the step
-                                       after the projection; `recurrent_mask` [batch, H]
-                                       multiplies h where the recurrent matmul reads it
-                                       (variational dropout, Gal & Ghahramani 2016)
-  cell.input_params(in_features)       -> (w_i [in, G*H], b_i [G*H]) in the compute dtype
-  cell.recurrent_params()              -> (w_h [H, G*H], b_h [G*H]) in the compute dtype
-and, for the fused loop's hand-written backward pass (`seqrnn.layer`):
-  Cell.step(w_h, b_h, carry, x_gates)         -> (carry, residuals)
-  Cell.step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_proj_t)
-  Cell.grad_residuals(residuals)              -> the part of the residuals recurrent_grads reads
-  Cell.recurrent_grads(saved, d_x_proj)       -> (d_w_h, d_b_h), over all steps at once
-  Cell.output(carry)                          -> y [batch, H]
-where `x_gates` is the step's input projection as G separate arrays [batch, H]
-(projected before the loop, they are scanned as G arrays: on XLA:CPU slicing one
-wide array per step costs more),
-`d_x_proj_t` is their gradient [batch, G*H] (`d_x_proj` over all steps), and
-`residuals` are whatever `step` saved for its backward pass.
+What a cell may add for seqrnn's loops is a protocol, each part a base class a
+researcher can subclass, its docstring the one list of members and shapes:
+`ProjectedCell` (an input projection for all steps at once, before the scan
+loop; variational dropout) and `FusedCell` (the fused loop's hand-written
+backward pass). `has_fused_loop` checks a cell against the second, completely:
+config validation and the layer call it. The hidden state h of any carry is
+read by `hidden_state`.
 """
 
 import dataclasses
@@ -55,9 +43,23 @@ def _hidden_by_steps(h_prev_tbh, d_gates_tbg):
                     preferred_element_type=jnp.float32)
 
 
-class _ProjectedCell(nn.RNNCellBase):
-  """A cell whose step splits into `project` (the input side, for all steps at
-  once) and `step_projected` (the rest): the Flax protocol on top of the two."""
+def hidden_state(carry):
+  """h [batch, H] of a cell's carry: the carry itself (GRU and most cells), or its
+  `hidden` field (`LSTMState`)."""
+  return getattr(carry, 'hidden', carry)
+
+
+class ProjectedCell(nn.RNNCellBase):
+  """A cell whose step splits into an input side, computed for every timestep at
+  once, and the rest; `__call__` and `initialize_carry` (the Flax protocol) come
+  from the two. A subclass gives:
+
+    project(x [..., in]) -> x_proj [..., G*H]: the input side (e.g. x @ W_i + b_i)
+    step_projected(carry, x_proj_t [batch, G*H], recurrent_mask=None) -> (carry, y [batch, H]):
+        the step after the projection; `recurrent_mask` [batch, H] multiplies h where the
+        recurrent matmul reads it (variational dropout, Gal & Ghahramani 2016)
+    carry_from_zeros(zeros [batch, H]) -> carry (static; default: h alone)
+  """
   features: int
   dtype: Any = jnp.float32  # computation dtype; parameters and carry stay float32
   num_gates: ClassVar[int]
@@ -111,8 +113,32 @@ def project(x, kernel, bias):
                              (((x.ndim - 1,), (0,)), ((), ()))) + bias
 
 
-class _FusedCell(_ProjectedCell):
-  """What the built-in GRU and LSTM share: parameters and the fused loop's extras."""
+class FusedCell(ProjectedCell):
+  """A cell with the fused loop's hand-written backward pass (`seqrnn.fused`).
+
+  Its parameters are `input_projection` (kernel [in, G*H], bias [G*H]: nn.Dense's)
+  and `recurrent_kernel` [H, G*H], `recurrent_bias` [G*H] (`init_recurrent_bias`),
+  and its gates pre-activations are `x @ W_i + b_i + h @ W_h + b_h`, G arrays of
+  [batch, H] side by side. It gives `project`, `step_projected`, and
+    input_params(in_features) -> (w_i [in, G*H], b_i [G*H]) in the compute dtype
+    recurrent_params()        -> (w_h [H, G*H], b_h [G*H]) in the compute dtype
+  A subclass gives, as class members (static: the loop calls them on the class):
+    num_gates: ClassVar[int]                          G
+    output(carry) -> y [batch, H]                     the step's output (h)
+    step(w_h, b_h, carry, x_gates, h_read=None) -> (carry, residuals)
+        x_gates: the step's input projection as G arrays [batch, H] (projected
+        before the loop they are scanned as G arrays: on XLA:CPU slicing one wide
+        array per step costs more); `h_read`, if given, replaces h in the
+        recurrent matmul only; residuals: what step_backward reads
+    step_backward(w_h, residuals, d_carry) -> (d_previous_carry, d_x_proj_t [batch, G*H])
+    grad_residuals(residuals) -> saved: the part of the residuals recurrent_grads reads
+    recurrent_grads(saved, d_x_proj [time, batch, G*H]) -> (d_w_h, d_b_h), over all steps
+  `has_fused_loop` refuses a subclass that lacks one of them, naming it; one with
+  none of the backward three runs in the scan loop (its gradient by autodiff).
+  `experiments/custom_cell.py` (the README's) is a whole example.
+  """
+  num_gates: ClassVar[int]
+  output = step = step_backward = grad_residuals = recurrent_grads = None  # a subclass's
 
   def setup(self):
     gates = self.num_gates * self.features
@@ -145,7 +171,7 @@ class _FusedCell(_ProjectedCell):
     return jnp.zeros(shape, dtype)
 
 
-class GRUCell(_FusedCell):
+class GRUCell(FusedCell):
   """Gated recurrent unit with cuDNN's (and torch's) reset-after convention.
 
     r  = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -198,7 +224,7 @@ class GRUCell(_FusedCell):
     return _hidden_by_steps(h.astype(r.dtype), d_h_proj), d_h_proj.sum((0, 1))
 
 
-class LSTMCell(_FusedCell):
+class LSTMCell(FusedCell):
   """Long short-term memory cell, torch's equations and gate order (i, f, g, o).
 
     i  = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
@@ -260,7 +286,7 @@ class LSTMCell(_FusedCell):
     return _hidden_by_steps(saved[0], d_x_proj), d_x_proj.sum((0, 1))
 
 
-class _LayerNormCell(_ProjectedCell):
+class _LayerNormCell(ProjectedCell):
   """The input side of the layer-normalised cells: LN_x(W_i x) + b, and W_h."""
 
   def setup(self):
@@ -353,6 +379,27 @@ CELLS = {
     'flax_mgu': nn.MGUCell,
     'flax_simple': nn.SimpleCell,
 }
+
+
+# What the fused loop reads of a cell (FusedCell's docstring says what each is).
+FUSED_LOOP_MEMBERS = ('num_gates', 'input_params', 'recurrent_params', 'output', 'step',
+                      'step_backward', 'grad_residuals', 'recurrent_grads')
+
+
+def has_fused_loop(cell):
+  """Whether `cell` (a class or an instance) runs in the fused loop: True if it
+  offers every member of FusedCell's protocol, False if it offers no backward
+  pass; a cell that offers part of one raises ValueError naming what it lacks
+  (it would otherwise run inference and fail at its first training step)."""
+  cls = cell if isinstance(cell, type) else type(cell)
+  missing = [m for m in FUSED_LOOP_MEMBERS if getattr(cls, m, None) is None]
+  if all(m in missing for m in ('step_backward', 'grad_residuals', 'recurrent_grads')):
+    return False
+  if missing:
+    raise ValueError(f'cell {cls.__name__} offers part of the fused loop\'s protocol '
+                     f'(seqrnn.FusedCell) but lacks {missing}: give them (see FusedCell\'s '
+                     f'docstring), or none of the backward pass to run in the scan loop')
+  return True
 
 
 def register_cell(name):

@@ -225,29 +225,13 @@ def validate_config(config):
     cell = make_cell(fields['model.cell'], 1)
   except ValueError as e:
     raise ValueError(f'config.model.cell={fields["model.cell"]!r}: {e}') from None
-  if fields['model.impl'] == 'fused':
-    from seqrnn.layer import has_fused_loop
-    if not has_fused_loop(cell):
-      raise ValueError(f"config.model.impl='fused' needs a cell with a hand-written backward "
-                       f"pass ('gru', 'lstm'); config.model.cell={fields['model.cell']!r} has "
-                       f"none: use 'scan' or 'auto'")
-  regularised = fields['model.variational_dropout'] > 0 or fields['model.zoneout_hidden'] > 0 \
-      or fields['model.zoneout_cell'] > 0
-  if regularised and fields['model.impl'] == 'fused':
-    raise ValueError("config.model.variational_dropout and zoneout run in the scan loop: set "
-                     "config.model.impl to 'scan' or 'auto'")
-  if fields['model.variational_dropout'] > 0 and not hasattr(cell, 'step_projected'):
-    raise ValueError(f'config.model.variational_dropout needs a cell whose step takes a '
-                     f'recurrent mask (gru, lstm, ln_gru, ln_lstm); config.model.cell='
-                     f'{fields["model.cell"]!r} has none')
-  if fields['model.zoneout_hidden'] > 0 or fields['model.zoneout_cell'] > 0:
-    from seqrnn.cells import LSTMState
-    carry = cell.initialize_carry(jax.random.key(0), (1, 1))
-    if not isinstance(carry, LSTMState) and (fields['model.zoneout_cell'] > 0
-                                             or not hasattr(carry, 'shape')):
-      raise ValueError(f'config.model.zoneout_* needs seqrnn\'s LSTMState carry (lstm, '
-                       f'ln_lstm) or a carry that is h alone (zoneout_hidden only); '
-                       f'config.model.cell={fields["model.cell"]!r} has another')
+  from seqrnn.layer import Zoneout, loop_for  # every capability the cell needs, checked once
+  try:
+    loop_for(cell, cell.initialize_carry(jax.random.key(0), (1, 1)), fields['model.impl'],
+             fields['model.variational_dropout'],
+             Zoneout(fields['model.zoneout_hidden'], fields['model.zoneout_cell']))
+  except ValueError as e:
+    raise ValueError(f'config.model.cell={fields["model.cell"]!r}: {e}') from None
   if not (fields['model.remat_chunk'] == 'auto' or fields['model.remat_chunk'].isdigit()):
     raise ValueError(f"config.model.remat_chunk={fields['model.remat_chunk']!r} must be 'auto' "
                      f"or a number of steps ('0': off)")

@@ -5,7 +5,7 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqrnn.layer import time_mask
+from seqrnn.masks import time_mask
 from seqrnn.stack import RNNStack
 from seqrnn.words import WordEmbedding
 

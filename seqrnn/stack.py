@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn.cells import make_cell
-from seqrnn.layer import Recurrent, Zoneout, is_on, per_step_bernoulli, time_mask
+from seqrnn.layer import Recurrent, Zoneout, is_on
+from seqrnn.masks import per_step_bernoulli, time_mask
 
 
 def dropout(key, x_tbh, rate):

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn.layer import per_step_bernoulli
+from seqrnn.masks import per_step_bernoulli
 from seqrnn.stack import RNNStack
 
 CHAR_ENCODERS = ('none', 'lstm', 'cnn')

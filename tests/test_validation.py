@@ -151,15 +151,18 @@ def test_regularisers_the_fused_loop_or_the_cell_cannot_run_are_refused_naming_t
   config = default_config()
   config.model.zoneout_cell = 0.1
   config.model.impl = 'fused'
-  with pytest.raises(ValueError, match=r"zoneout run in the scan loop: set config.model.impl"):
+  with pytest.raises(ValueError, match=r"zoneout run in the scan loop: use impl='scan' or 'auto' "
+                                       r"\(config.model.impl\)"):
     validate_config(config)
   config.model.impl, config.model.cell = 'auto', 'gru'
-  with pytest.raises(ValueError, match=r"zoneout_\* needs seqrnn's LSTMState carry"):
+  with pytest.raises(ValueError, match=r"zoneout_cell needs a carry with a `cell` field "
+                                       r"\(seqrnn's LSTMState"):
     validate_config(config)
   config.model.zoneout_cell, config.model.variational_dropout = 0.0, 0.2
   config.model.cell = 'flax_gru'
-  with pytest.raises(ValueError, match=r"variational_dropout needs a cell whose step takes a "
-                                       r"recurrent mask .* config.model.cell=.flax_gru. has none"):
+  with pytest.raises(ValueError, match=r"config.model.cell='flax_gru': variational recurrent "
+                                       r"dropout needs a cell whose step takes a recurrent mask .* "
+                                       r"GRUCell has none"):
     validate_config(config)
   config.model.variational_dropout, config.model.embed_dropout = 0.0, 1.0
   with pytest.raises(ValueError, match=r'config.model.embed_dropout=1.0 must be in \[0, 1\)'):
