@@ -18,8 +18,8 @@ from seqrnn.data import batching
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OVERRIDES = {'model.hidden_size': 16, 'data.batch_size': 32, 'optim.schedule': 'constant',
-             'train.num_steps': 1200, 'train.log_every_steps': 50,
-             'train.eval_every_steps': 400, 'train.checkpoint_every_steps': 100}
+             'train.num_steps': 600, 'train.log_every_steps': 50,
+             'train.eval_every_steps': 200, 'train.checkpoint_every_steps': 100}
 
 
 def _config(**extra):
@@ -48,7 +48,7 @@ def test_sigkill_between_checkpoints_then_restart_equals_the_uninterrupted_run(t
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   last_logged = metric_records(killed)[-1]['step']
-  assert last_logged < 1200, 'the run finished before it could be killed'
+  assert last_logged < 600, 'the run finished before it could be killed'
   assert restore_checkpoint(killed / 'checkpoints')[0] <= last_logged
 
   restarted = _launch(killed)
