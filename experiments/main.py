@@ -60,6 +60,7 @@ def main(argv):
 
 if __name__ == '__main__':
   # Checked before absl parses flags, whose error for a mistyped field or variant is a traceback.
+  sys.argv = seqrnn.config.upgrade_command_line(sys.argv)  # names before the config groups
   if errors := seqrnn.config.command_line_errors(sys.argv[1:]):
     sys.exit('\n'.join(errors))
   app.run(main)

@@ -77,6 +77,8 @@ def with_overrides(config, overrides):
   """A copy of `config` with `overrides` ({'group.field': value}) applied; an unknown
   field or a value of the wrong type raises, naming it."""
   config = config.copy_and_resolve_references()
+  for name in set(overrides) & set(seqrnn.config.RENAMED):
+    logging.warning('override %s is deprecated: it is now %s', name, seqrnn.config.RENAMED[name])
   for name, value in overrides.items():
     try:
       seqrnn.config.set_field(config, name, value)
@@ -266,6 +268,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  sys.argv = seqrnn.config.upgrade_command_line(sys.argv)  # names before the config groups
   if errors := seqrnn.config.command_line_errors(sys.argv[1:]):
     sys.exit('\n'.join(errors))
   app.run(main)

@@ -1,95 +1,215 @@
-"""The configuration schema: every field with its default and meaning, and checks.
+"""The configuration schema: every field with its default, meaning and role, and checks.
 
 Experiment configs (`experiments/configs/*.py`) start from `default_config()`
 and change fields; `validate_config` rejects unknown fields, wrong types and
 out-of-range values with a message naming the field, before any work starts.
+
+Fields are grouped by what they configure: `model` (the recurrent stack and its
+head) with `model.words` (token inputs: embeddings and the character encoder),
+`data` with one group per kind of data set (`treebank`, `ocr`, `uea`, and
+`frames` for float series), `optim`, `train`. Each field is declared once, in
+`_schema`, beside its role: the values it may take (choices come from the
+modules that define them), whether a resumed run may change it (`fixed`), and
+whether runs that differ in it train together in one vectorised step
+(`vectorised`). Names of fields before the groups still load (`RENAMED`).
 """
 
 import difflib
+import functools
 import importlib.util
 import math
 import pathlib
+import sys
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 
 
+class Field(NamedTuple):
+  """One config field: its default, its meaning, and its role."""
+  default: Any
+  doc: str
+  choices: tuple = ()       # the values it may take ('' : any)
+  bounds: str = ''          # 'positive' (> 0), 'non-negative' (>= 0) or 'unit' (in [0, 1))
+  fixed: bool = False       # a resumed run may not change it (shapes of the saved state, which
+                            # examples are train/eval/test, the seeded order of batches seen)
+  vectorised: bool = False  # runs differing in it train together, as one per-model array
+
+
+@functools.lru_cache(maxsize=None)
+def _schema():
+  """{'group.field': Field}, in the order the config shows them."""
+  from seqrnn import layer, models, stack, tasks, train, words
+  from seqrnn.data import conllu
+  F = Field
+  return {
+      'task': F('classification', "'classification' (a label per sequence) or 'labelling' "
+                "(per step)", choices=tuple(tasks.TASKS), fixed=True),
+      'seed': F(0, 'seeds parameters, dropout and data order, in [0, 2**31)', fixed=True,
+                vectorised=True),
+
+      'model.cell': F('gru', "'gru', 'lstm', layer-normalised 'ln_gru', 'ln_lstm', a Flax cell "
+                      "('flax_lstm', 'flax_gru', 'flax_optimized_lstm', 'flax_mgu', "
+                      "'flax_simple'), or a cell class's dotted path ('pkg.module.Cell')",
+                      fixed=True),
+      'model.impl': F('auto', "time loop: 'fused' (hand-written backward), 'scan' (nn.scan, any "
+                      "cell), 'auto'", choices=layer.IMPLS),
+      'model.hidden_size': F(128, 'units per layer', bounds='positive', fixed=True),
+      'model.num_layers': F(1, 'stacked recurrent layers', bounds='positive', fixed=True),
+      'model.dropout_rate': F(0.0, "dropout on each layer's output during training, a mask per "
+                              "step", bounds='unit', vectorised=True),
+      'model.variational_dropout': F(0.0, "one mask per sequence on each layer's input, its "
+                                     "recurrent state and the top output", bounds='unit',
+                                     vectorised=True),
+      'model.zoneout_hidden': F(0.0, 'zoneout: each hidden unit keeps its previous value with '
+                                'this probability', bounds='unit', vectorised=True),
+      'model.zoneout_cell': F(0.0, "zoneout of an LSTM's cell state", bounds='unit',
+                              vectorised=True),
+      'model.dtype': F('float32', "computation dtype; parameters stay float32",
+                       choices=('float32', 'bfloat16')),
+      'model.unroll': F(1, 'timesteps per iteration of the scanned loop', bounds='positive'),
+      'model.remat_chunk': F('0', "fused loop, long sequences: keep the carry every k steps and "
+                             "recompute the rest in the backward pass (the same gradients to "
+                             "rounding, less memory): '0' off, 'k', 'auto' (~sqrt(time))"),
+      'model.bidirectional': F(False, 'each layer also reads each sequence backwards from its '
+                               'last real step', fixed=True),
+      'model.merge': F('concat', "bidirectional: 'concat' or 'sum' the two directions' outputs",
+                       choices=stack.MERGES, fixed=True),
+      'model.residual': F(False, "add a layer's input to its output where the widths match",
+                          fixed=True),
+      'model.initial_carry': F('zeros', "each layer's initial carry: 'zeros' or 'learned'",
+                               choices=('zeros', 'learned'), fixed=True),
+      'model.pooling': F('last', "classification: the last real output, or 'mean' / 'max' over "
+                         "real steps", choices=models.POOLINGS, fixed=True),
+
+      'model.words.embed_dim': F(64, 'embedding size of token inputs', bounds='positive',
+                                 fixed=True),
+      'model.words.embed_dropout': F(0.0, 'drop whole word types (one draw per type and batch)',
+                                     bounds='unit'),
+      'model.words.word_dropout': F(0.0, 'replace each word by the unknown word with this '
+                                    'probability', bounds='unit'),
+      'model.words.char_encoder': F('none', "each word's characters through 'lstm' (a BiLSTM) "
+                                    "or 'cnn', joined to its embedding",
+                                    choices=words.CHAR_ENCODERS, fixed=True),
+      'model.words.char_embed_dim': F(32, 'character embedding size', bounds='positive',
+                                      fixed=True),
+      'model.words.char_hidden_size': F(64, "character encoder units (per direction for 'lstm')",
+                                        bounds='positive', fixed=True),
+
+      'data.name': F('digits', 'a name in seqrnn.data.DATASETS', fixed=True),
+      'data.path': F('', 'file or directory for data sets read from disk', fixed=True),
+      'data.batch_size': F(64, 'global batch size (all devices and hosts together)',
+                           bounds='positive'),
+      'data.eval_batch_size': F(256, 'batch size of evaluation and test', bounds='positive'),
+      'data.num_buckets': F('auto', "padded lengths per data set (compiled shapes): 'auto' "
+                            "weighs a compile per length against the padding it saves over "
+                            "the run; 'k' forces at most k"),
+      'data.pack': F(False, 'labelling: a training row as long as its bucket also takes shorter '
+                     'sequences end to end into what would be padding (each read as if alone); '
+                     'batch_size counts rows'),
+      'data.treebank.lowercase': F(False, 'lower-case words before building the vocabulary',
+                                   fixed=True),
+      'data.treebank.min_count': F(1, 'words seen fewer times in training are out of '
+                                   'vocabulary', bounds='positive', fixed=True),
+      'data.treebank.tag_column': F('upos', "CoNLL-U column to predict, 'upos' or 'xpos'",
+                                    choices=conllu.TAG_COLUMNS, fixed=True),
+      'data.treebank.max_word_chars': F(20, 'characters kept of each word (longer words are '
+                                        'cut)', bounds='positive'),
+      'data.ocr.fold': F(0, 'the fold held out for testing (or trained on, below)', fixed=True),
+      'data.ocr.train_on_one_fold': F(False, 'train on `fold` and test on the other nine',
+                                      fixed=True),
+      'data.uea.series': F('JapaneseVowels', "the UEA/UCR data set's name", fixed=True),
+      'data.uea.eval_fraction': F(0.15, 'training series held out for eval; 0 evaluates on '
+                                  'the training split', bounds='unit', fixed=True),
+      'data.frames.size': F(1, 'float series: read this many consecutive steps as one step; 0 '
+                            'picks it from the lengths (the longest training series in at most '
+                            '64 steps)', bounds='non-negative', fixed=True),
+      'data.frames.stride': F(0, "steps between frames' starts, at most the size; 0 means "
+                              "size (no overlap)", bounds='non-negative', fixed=True),
+
+      'optim.name': F('adam', "'adam', 'adamw' or 'sgd'", choices=train.OPTIMIZERS, fixed=True),
+      'optim.learning_rate': F(3e-3, 'peak learning rate', bounds='positive', vectorised=True),
+      'optim.schedule': F('cosine', "'constant' or 'cosine' (decay to 0 over train.num_steps)",
+                          choices=train.SCHEDULES),
+      'optim.warmup_steps': F(0, 'linear warm-up from 0 to the peak, at most train.num_steps',
+                              bounds='non-negative'),
+      'optim.grad_clip_norm': F(1.0, 'clip gradients to this global norm; 0 disables',
+                                bounds='non-negative', vectorised=True),
+      'optim.weight_decay': F(0.0, 'adamw only', bounds='non-negative', vectorised=True),
+
+      'train.num_steps': F(1000, 'optimiser steps in the whole run', bounds='positive'),
+      'train.log_every_steps': F(50, 'train metrics to metrics.jsonl / TensorBoard',
+                                 bounds='positive'),
+      'train.eval_every_steps': F(200, 'evaluation on the eval split', bounds='positive'),
+      'train.checkpoint_every_steps': F(200, 'Orbax checkpoint of the train state',
+                                        bounds='positive'),
+      'train.keep_checkpoints': F(2, 'most recent checkpoints kept', bounds='positive'),
+      'train.best_metric': F('accuracy', 'eval metric (higher is better) whose best state is '
+                             'kept in WORKDIR/best', choices=('accuracy', 'sequence_accuracy')),
+      'train.compilation_cache': F('~/.cache/seqrnn/jax', "JAX's persistent compilation cache, "
+                                   "reused by later runs; '' disables"),
+      'train.skip_nonfinite': F(False, 'on a NaN/Inf loss, gradient or update, or an invalid '
+                                'batch: skip it (True) or stop (False)'),
+  }
+
+
+# Fields by the names they had before the groups: config.json files of earlier runs,
+# sweep files and command lines that use them still work (the last two say so).
+RENAMED = {
+    **{f'model.{f}': f'model.words.{f}' for f in (
+        'embed_dim', 'embed_dropout', 'word_dropout', 'char_encoder', 'char_embed_dim',
+        'char_hidden_size')},
+    **{f'data.{f}': f'data.treebank.{f}' for f in (
+        'lowercase', 'min_count', 'tag_column', 'max_word_chars')},
+    'data.fold': 'data.ocr.fold', 'data.train_on_one_fold': 'data.ocr.train_on_one_fold',
+    'data.series': 'data.uea.series', 'data.eval_fraction': 'data.uea.eval_fraction',
+    'data.frame_size': 'data.frames.size', 'data.frame_stride': 'data.frames.stride',
+}
+
+
+def fields_with(role):
+  """The names of the fields with `role` ('fixed' or 'vectorised'), in schema order."""
+  return tuple(name for name, f in _schema().items() if getattr(f, role))
+
+
 def default_config():
+  """Every field at its default, as an ml_collections ConfigDict."""
   c = ml_collections.ConfigDict()
-  c.task = 'classification'      # 'classification' (a label per sequence) or 'labelling' (per step)
-  c.seed = 0                     # seeds parameters, dropout and data order, in [0, 2**31)
-
-  c.model = ml_collections.ConfigDict()
-  c.model.cell = 'gru'           # 'gru', 'lstm', layer-normalised 'ln_gru', 'ln_lstm', a Flax cell ('flax_lstm', 'flax_gru', 'flax_optimized_lstm',
-                                 # 'flax_mgu', 'flax_simple'), or a cell class's dotted path ('pkg.module.Cell')
-  c.model.impl = 'auto'          # time loop: 'fused' (hand-written backward), 'scan' (nn.scan, any cell), 'auto'
-  c.model.hidden_size = 128      # units per layer
-  c.model.num_layers = 1         # stacked recurrent layers
-  c.model.dropout_rate = 0.0     # dropout on each layer's output during training, a mask per step, in [0, 1)
-  c.model.variational_dropout = 0.0  # one mask per sequence on each layer's input, its recurrent state and the top output
-  c.model.zoneout_hidden = 0.0   # zoneout: each hidden unit keeps its previous value with this probability
-  c.model.zoneout_cell = 0.0     # zoneout of an LSTM's cell state
-  c.model.embed_dim = 64         # embedding size, used only when inputs are tokens
-  c.model.embed_dropout = 0.0    # tokens: drop whole word types (one draw per type and batch), in [0, 1)
-  c.model.word_dropout = 0.0     # tokens: replace each word by the unknown word with this probability
-  c.model.char_encoder = 'none'  # tokens: each word's characters through 'lstm' (a BiLSTM) or 'cnn', joined to its embedding
-  c.model.char_embed_dim = 32    # character embedding size
-  c.model.char_hidden_size = 64  # character encoder units (per direction for 'lstm')
-  c.model.dtype = 'float32'      # computation dtype ('float32' or 'bfloat16'); parameters stay float32
-  c.model.unroll = 1             # timesteps per iteration of the scanned loop
-  c.model.remat_chunk = '0'      # fused loop, long sequences: keep the carry every k steps and recompute
-                                 # the rest in the backward pass (the same gradients to rounding, less memory): '0' off, 'k', 'auto' (~sqrt(time))
-  c.model.bidirectional = False  # each layer also reads each sequence backwards from its last real step
-  c.model.merge = 'concat'       # bidirectional: 'concat' or 'sum' the two directions' outputs
-  c.model.residual = False       # add a layer's input to its output where the widths match
-  c.model.initial_carry = 'zeros'  # each layer's initial carry: 'zeros' or 'learned'
-  c.model.pooling = 'last'       # classification: the last real output, or 'mean' / 'max' over real steps
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = 'digits'         # a name in seqrnn.data.DATASETS
-  c.data.path = ''               # file or directory for data sets read from disk
-  c.data.batch_size = 64         # global batch size (all devices and hosts together)
-  c.data.eval_batch_size = 256   # batch size of evaluation and test
-  c.data.num_buckets = 'auto'    # padded lengths per data set (compiled shapes): 'auto' weighs a compile per
-                                 # length against the padding it saves over the run; 'k' forces at most k
-  c.data.pack = False            # labelling: a training row as long as its bucket also takes shorter sequences
-                                 # end to end into what would be padding (each read as if alone); batch_size counts rows
-  c.data.lowercase = False       # treebanks: lower-case words before building the vocabulary
-  c.data.min_count = 1           # treebanks: words seen fewer times in training are out of vocabulary
-  c.data.fold = 0                # ocr: the fold held out for testing (or trained on, below)
-  c.data.train_on_one_fold = False  # ocr: train on `fold` and test on the other nine
-  c.data.series = 'JapaneseVowels'  # uea: the UEA/UCR data set's name
-  c.data.tag_column = 'upos'     # treebanks: CoNLL-U column to predict, 'upos' or 'xpos'
-  c.data.max_word_chars = 20     # treebanks: characters kept of each word (longer words are cut)
-  c.data.frame_size = 1          # float series: read this many consecutive steps as one step; 0 picks it
-                                 # from the lengths (the longest training series in at most 64 steps)
-  c.data.frame_stride = 0        # steps between frames' starts; 0 means frame_size (no overlap)
-  c.data.eval_fraction = 0.15    # uea: training series held out for eval; 0 evaluates on the training split
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = 'adam'          # 'adam', 'adamw' or 'sgd'
-  c.optim.learning_rate = 3e-3   # peak learning rate
-  c.optim.schedule = 'cosine'    # 'constant' or 'cosine' (decay to 0 over train.num_steps)
-  c.optim.warmup_steps = 0       # linear warm-up from 0 to the peak, at most train.num_steps
-  c.optim.grad_clip_norm = 1.0   # clip gradients to this global norm; 0 disables
-  c.optim.weight_decay = 0.0     # adamw only
-
-  c.train = ml_collections.ConfigDict()
-  c.train.num_steps = 1000       # optimiser steps in the whole run
-  c.train.log_every_steps = 50   # train metrics to metrics.jsonl / TensorBoard
-  c.train.eval_every_steps = 200  # evaluation on the eval split
-  c.train.checkpoint_every_steps = 200  # Orbax checkpoint of the train state
-  c.train.keep_checkpoints = 2   # most recent checkpoints kept
-  c.train.best_metric = 'accuracy'  # eval metric (higher is better) whose best state is kept in WORKDIR/best
-  c.train.compilation_cache = '~/.cache/seqrnn/jax'  # JAX's persistent compilation cache, reused by later runs; '' disables
-  c.train.skip_nonfinite = False  # on a NaN/Inf loss, gradient or update, or an invalid batch: skip it (True) or stop (False)
+  for name, field in _schema().items():
+    *groups, leaf = name.split('.')
+    node = c
+    for g in groups:
+      if g not in node:
+        node[g] = ml_collections.ConfigDict()
+      node = node[g]
+    node[leaf] = field.default
   return c
+
+
+def upgrade(flat):
+  """A flat {'group.field': value} dict with fields of RENAMED under their new names."""
+  return {RENAMED.get(k, k): v for k, v in flat.items()}
+
+
+def upgrade_command_line(argv):
+  """`argv` with `--config.<old name>=...` overrides under their new names, each said
+  once on stderr (old command lines and scripts keep working)."""
+  out = []
+  for arg in argv:
+    if arg.startswith('--config.'):
+      name, sep, value = arg[len('--config.'):].partition('=')
+      if name in RENAMED:
+        sys.stderr.write(f'--config.{name} is deprecated: it is now --config.{RENAMED[name]}\n')
+        arg = f'--config.{RENAMED[name]}{sep}{value}'
+    out.append(arg)
+  return out
 
 
 def debug_variant(config):
   """`config` shrunk to a seconds-long smoke run (what `--config=FILE:debug` selects)."""
   config.model.hidden_size = 16
-  config.model.embed_dim = 16
+  config.model.words.embed_dim = 16
   config.model.num_layers = 1
   config.train.num_steps = 20
   config.train.log_every_steps = config.train.eval_every_steps = 10
@@ -108,31 +228,6 @@ def apply_variant(config, arg, variants):
       raise ValueError(f'unknown config variant {arg!r}; this config knows {sorted(variants)}')
     variants[arg](config)
   return config
-
-
-_CHOICES = {
-    'task': ('classification', 'labelling'),
-    'model.impl': ('auto', 'scan', 'fused'),
-    'model.merge': ('concat', 'sum'),
-    'model.initial_carry': ('zeros', 'learned'),
-    'model.pooling': ('last', 'mean', 'max'),
-    'model.char_encoder': ('none', 'lstm', 'cnn'),
-    'model.dtype': ('float32', 'bfloat16'),
-    'data.tag_column': ('upos', 'xpos'),
-    'train.best_metric': ('accuracy', 'sequence_accuracy'),
-    'optim.name': ('adam', 'adamw', 'sgd'),
-    'optim.schedule': ('constant', 'cosine'),
-}
-_POSITIVE = ('model.hidden_size', 'model.num_layers', 'model.embed_dim', 'model.unroll',
-             'model.char_embed_dim', 'model.char_hidden_size', 'data.max_word_chars',
-             'data.batch_size', 'data.eval_batch_size', 'data.min_count',
-             'optim.learning_rate', 'train.num_steps', 'train.log_every_steps',
-             'train.eval_every_steps', 'train.checkpoint_every_steps', 'train.keep_checkpoints')
-_NON_NEGATIVE = ('optim.warmup_steps', 'optim.grad_clip_norm', 'optim.weight_decay',
-                 'data.frame_size', 'data.frame_stride')
-_UNIT_INTERVAL = ('model.dropout_rate', 'model.variational_dropout', 'model.zoneout_hidden',
-                  'model.zoneout_cell', 'model.embed_dropout', 'model.word_dropout',
-                  'data.eval_fraction')  # in [0, 1)
 
 
 def _flatten(config, prefix=''):
@@ -206,20 +301,18 @@ def validate_config(config):
   for name, value in fields.items():
     if isinstance(value, float) and not math.isfinite(value):
       raise ValueError(f'config.{name}={value!r} must be a finite number')
-  for name, choices in _CHOICES.items():
-    if fields[name] not in choices:
-      raise ValueError(f'config.{name}={fields[name]!r} is not one of {list(choices)}')
-  for name in _POSITIVE:
-    if not fields[name] > 0:
-      raise ValueError(f'config.{name}={fields[name]!r} must be > 0')
-  for name in _NON_NEGATIVE:
-    if not fields[name] >= 0:
-      raise ValueError(f'config.{name}={fields[name]!r} must be >= 0')
+  for name, field in _schema().items():
+    value = fields[name]
+    if field.choices and value not in field.choices:
+      raise ValueError(f'config.{name}={value!r} is not one of {list(field.choices)}')
+    if field.bounds == 'positive' and not value > 0:
+      raise ValueError(f'config.{name}={value!r} must be > 0')
+    if field.bounds == 'non-negative' and not value >= 0:
+      raise ValueError(f'config.{name}={value!r} must be >= 0')
+    if field.bounds == 'unit' and not 0.0 <= value < 1.0:
+      raise ValueError(f'config.{name}={value!r} must be in [0, 1)')
   if fields['train.best_metric'] == 'sequence_accuracy' and fields['task'] != 'labelling':
     raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
-  for name in _UNIT_INTERVAL:
-    if not 0.0 <= fields[name] < 1.0:
-      raise ValueError(f'config.{name}={fields[name]!r} must be in [0, 1)')
   from seqrnn.cells import make_cell  # imports a cell named by its dotted path
   try:
     cell = make_cell(fields['model.cell'], 1)
@@ -245,9 +338,9 @@ def validate_config(config):
   if fields['data.pack'] and fields['model.variational_dropout'] > 0:
     raise ValueError('config.data.pack=True: variational dropout draws one mask per row, which '
                      'the sequences of a packed row would share; set one of them off')
-  if fields['data.frame_size'] and fields['data.frame_stride'] > fields['data.frame_size']:
-    raise ValueError(f"config.data.frame_stride={fields['data.frame_stride']} is more than "
-                     f"config.data.frame_size={fields['data.frame_size']}: frames would skip "
+  if fields['data.frames.size'] and fields['data.frames.stride'] > fields['data.frames.size']:
+    raise ValueError(f"config.data.frames.stride={fields['data.frames.stride']} is more than "
+                     f"config.data.frames.size={fields['data.frames.size']}: frames would skip "
                      f"the steps between them and could end on a frame of padding alone")
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
@@ -257,28 +350,18 @@ def validate_config(config):
                      f'would never reach its peak')
 
 
-# Fields a resumed run may not change: they alter the shapes or meaning of the saved
-# train state, or which examples are train, eval and test (a model would be tested
-# on data it trained on), or the seeded order of the batches already seen.
-FIXED_FIELDS = ('task', 'seed', 'model.cell', 'model.hidden_size', 'model.num_layers',
-                'model.embed_dim', 'model.char_encoder', 'model.char_embed_dim',
-                'model.char_hidden_size', 'data.frame_size', 'data.frame_stride',
-                'data.eval_fraction', 'model.bidirectional', 'model.merge', 'model.residual',
-                'model.initial_carry', 'model.pooling', 'data.name', 'data.path', 'data.lowercase',
-                'data.min_count', 'data.tag_column', 'data.fold', 'data.train_on_one_fold',
-                'data.series', 'optim.name')
-
-
 def resume_conflicts(saved, config):
-  """Fields of FIXED_FIELDS where the flat dict `saved` and `config` differ."""
-  new = _flatten(config)
-  return {f: (saved.get(f), new[f]) for f in FIXED_FIELDS if saved.get(f) != new[f]}
+  """The fields a resumed run may not change (`Field.fixed`) where the flat dict
+  `saved` (a run's config.json, old names upgraded) and `config` differ."""
+  saved, new = upgrade(saved), _flatten(config)
+  return {f: (saved.get(f), new[f]) for f in fields_with('fixed') if saved.get(f) != new[f]}
 
 
 def set_field(config, name, value):
-  """Sets field `name` ('group.field') of `config` to `value` (a list for a tuple
-  field); a name that is no field raises ValueError naming it."""
-  *groups, field = name.split('.')
+  """Sets field `name` ('group.field', or its name before the groups: RENAMED) of
+  `config` to `value` (a list for a tuple field); a name that is no field raises
+  ValueError naming it."""
+  *groups, field = RENAMED.get(name, name).split('.')
   node = config
   try:
     for g in groups:
@@ -295,7 +378,7 @@ def from_flat_dict(flat):
   """The config of a flat {'group.field': value} dict (e.g. a run's config.json);
   fields the schema has gained since keep their defaults."""
   config = default_config()
-  for name, value in flat.items():
+  for name, value in upgrade(flat).items():
     set_field(config, name, value)
   return config
 

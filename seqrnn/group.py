@@ -21,13 +21,14 @@ from seqrnn import config as config_lib
 from seqrnn.data import batching
 from seqrnn.train import make_optimizer, train_step, with_hyperparams_of
 
-# Per-model values. Weight decay lives in the optimiser state; the others are
-# passed to the vectorised step as arrays: the optimiser's learning rate and
-# clipping norm, the stack's regularisation rates.
-_OPTIM = ('learning_rate', 'grad_clip_norm')
-_RATES = ('dropout_rate', 'variational_dropout', 'zoneout_hidden', 'zoneout_cell')
-_ARRAYS = tuple(('optim', f) for f in _OPTIM) + tuple(('model', f) for f in _RATES)
-VECTORISED = ('seed', 'optim.weight_decay') + tuple(f'{g}.{f}' for g, f in _ARRAYS)
+# The per-model values (`Field.vectorised` in the schema). The seed gives each run
+# its initial state and keys, weight decay lives in the optimiser state; the
+# others are passed to the vectorised step as arrays: the optimiser's values
+# (learning rate, clipping norm) and the stack's regularisation rates.
+VECTORISED = config_lib.fields_with('vectorised')
+_ARRAYS = tuple(tuple(f.split('.')) for f in VECTORISED if f not in ('seed', 'optim.weight_decay'))
+_OPTIM = tuple(f for g, f in _ARRAYS if g == 'optim')
+_RATES = tuple(f for g, f in _ARRAYS if g == 'model')
 
 
 def group_key(config):

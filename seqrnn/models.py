@@ -1,5 +1,6 @@
 """Whole models: inputs -> RNN stack -> a softmax layer (logits)."""
 
+import dataclasses
 from typing import Optional
 
 import flax.linen as nn
@@ -93,33 +94,24 @@ class Labeller(nn.Module):
 
 
 def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=None):
-  """The model for `task` ('classification' | 'labelling') from `config.model`;
-  token inputs (`vocab_size`) are embedded, with their characters (`num_chars`
-  ids) where `model.char_encoder` reads them."""
-  m = model_config
-  if m.char_encoder != 'none' and not num_chars:
-    raise ValueError(f'config.model.char_encoder={m.char_encoder!r} reads the characters of '
-                     f'each word, and this data set has none (only treebanks, data.name '
-                     f"'conllu' or 'turkish_pos', do); set config.model.char_encoder='none'")
+  """The model for `task` ('classification' | 'labelling') from `config.model`: its
+  fields named as RNNStack's attributes go to the stack, `config.model.words` to the
+  WordEmbedding of token inputs (`vocab_size`), with their characters (`num_chars`
+  ids) where `model.words.char_encoder` reads them."""
+  m, w = model_config, model_config.words
+  if w.char_encoder != 'none' and not num_chars:
+    raise ValueError(f'config.model.words.char_encoder={w.char_encoder!r} reads the characters '
+                     f'of each word, and this data set has none (only treebanks, data.name '
+                     f"'conllu' or 'turkish_pos', do); set config.model.words.char_encoder='none'")
   words = None
   if vocab_size is not None:
-    words = WordEmbedding(vocab_size, m.embed_dim, embed_dropout=m.embed_dropout,
-                          word_dropout=m.word_dropout, num_chars=num_chars or 0,
-                          char_encoder=m.char_encoder, char_embed_dim=m.char_embed_dim,
-                          char_hidden_size=m.char_hidden_size)
+    words = WordEmbedding(vocab_size, num_chars=num_chars or 0, **w)
   classify = task == 'classification'
-  stack = RNNStack(cell=model_config.cell, hidden_size=model_config.hidden_size,
-                   num_layers=model_config.num_layers,
-                   dropout_rate=model_config.dropout_rate,
-                   dtype=jnp.dtype(model_config.dtype), unroll=model_config.unroll,
-                   impl=model_config.impl, bidirectional=model_config.bidirectional,
-                   merge=model_config.merge, merge_top=not classify,
-                   residual=model_config.residual,
-                   learned_initial_carry=model_config.initial_carry == 'learned',
-                   variational_dropout=m.variational_dropout,
-                   zoneout_hidden=m.zoneout_hidden, zoneout_cell=m.zoneout_cell,
-                   remat_chunk=m.remat_chunk)
+  names = {f.name for f in dataclasses.fields(RNNStack)}
+  stack = RNNStack(**{k: v for k, v in m.items() if k in names and k != 'dtype'},
+                   dtype=jnp.dtype(m.dtype), merge_top=not classify,
+                   learned_initial_carry=m.initial_carry == 'learned')
   encoder = Encoder(stack, words)
   if classify:
-    return Classifier(encoder, num_classes, pooling=model_config.pooling)
+    return Classifier(encoder, num_classes, pooling=m.pooling)
   return Labeller(encoder, num_classes)

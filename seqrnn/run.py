@@ -48,7 +48,7 @@ def _stop_on_signals():
 
 
 def _check_resume(workdir, config):
-  """Refuses a workdir whose run used other values of config_lib.FIXED_FIELDS."""
+  """Refuses a workdir whose run used other values of the fields a resume may not change."""
   saved = workdir_lib.saved_config(workdir)
   conflicts = config_lib.resume_conflicts(saved, config) if saved else {}
   if conflicts:
@@ -61,7 +61,7 @@ def load_and_check_data(config):
   """The Dataset of `config.data`, every split validated against the model's needs."""
   dataset = data_lib.load(config.data)
   for name, split in dataset.splits.items():
-    if config.model.char_encoder == 'none':
+    if config.model.words.char_encoder == 'none':
       split.pop('chars', None)  # read by nothing: not batched, not sent to the devices
     validate_batch(split, task=config.task, num_classes=dataset.num_classes,
                    num_features=dataset.num_features, vocab_size=dataset.vocab_size,
@@ -498,7 +498,7 @@ def _say_data(config, dataset, buckets):
        f'padding fraction of a training epoch {padding:.3f}, '
        f'of evaluation {eval_padding:.3f}')
   if dataset.splits['eval'] is train_split:
-    _say('the eval split is the training split (data.eval_fraction=0): eval metrics are '
+    _say('the eval split is the training split (data.uea.eval_fraction=0): eval metrics are '
          'training metrics without dropout, and the test line is the model of the last step')
 
 

@@ -30,6 +30,9 @@ def sequence_dropout(key, x_tbh, rate):
   return jnp.where(mask, x_tbh / keep, 0).astype(x_tbh.dtype)
 
 
+MERGES = ('concat', 'sum')  # how a bidirectional layer joins its two directions
+
+
 class RNNStack(nn.Module):
   """`num_layers` recurrent layers of `hidden_size` units, dropout after each.
 
@@ -84,8 +87,8 @@ class RNNStack(nn.Module):
              a bidirectional layer's is (forward carry, backward carry), the
              backward one being its carry after reading step 0).
     """
-    if self.merge not in ('concat', 'sum'):
-      raise ValueError(f'merge={self.merge!r} is not one of [\'concat\', \'sum\']')
+    if self.merge not in MERGES:
+      raise ValueError(f'merge={self.merge!r} is not one of {list(MERGES)}')
     num_steps = x_btf.shape[1]
     mask = time_mask(lengths_b, num_steps)
     # Zeroed padding, so that a residual connection cannot carry it upwards.

@@ -16,6 +16,10 @@ class TrainState(train_state.TrainState):
   task: Callable = flax.struct.field(pytree_node=False)
 
 
+OPTIMIZERS = ('adam', 'adamw', 'sgd')
+SCHEDULES = ('constant', 'cosine')
+
+
 def make_optimizer(optim_config, num_steps):
   """Gradient clipping, then the optimiser with its learning-rate schedule.
 

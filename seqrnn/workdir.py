@@ -78,12 +78,13 @@ def keep_aside(path, label):
 def saved_config(workdir):
   """The flat config the run in `workdir` uses now (the first start's config with every
   later start's changes applied), or None for a new workdir."""
+  from seqrnn.config import upgrade  # fields under the names they have now
   workdir = pathlib.Path(workdir)
   if not (workdir / 'config.json').exists():
     return None
-  config = json.loads((workdir / 'config.json').read_text())
+  config = upgrade(json.loads((workdir / 'config.json').read_text()))
   for record in _history(workdir):
-    config.update({k: new for k, (_, new) in record['changed'].items()})
+    config.update(upgrade({k: new for k, (_, new) in record['changed'].items()}))
   return config
 
 

@@ -46,9 +46,9 @@ def tiny_model_config(cell='gru', **overrides):
   c.cell = cell
   c.hidden_size = 8
   c.num_layers = 2
-  c.embed_dim = 6
+  c.words.embed_dim = 6
   for k, v in overrides.items():
-    c[k] = v
+    (c.words if k in c.words else c)[k] = v
   return c
 
 

@@ -87,7 +87,7 @@ def _treebank_run(tmp_path, train_text, num_steps):
   for name, text in (('train', train_text), ('dev', CONLLU), ('test', CONLLU)):
     (tmp_path / 'ud' / f'xx-ud-{name}.conllu').write_text(text)
   config = ud_pos.get_config('debug')
-  config.data.path, config.model.char_encoder = str(tmp_path / 'ud'), 'none'
+  config.data.path, config.model.words.char_encoder = str(tmp_path / 'ud'), 'none'
   config.data.batch_size = config.data.eval_batch_size = 2
   config.train.num_steps = num_steps
   return train_and_evaluate(config, tmp_path / 'run')

@@ -150,7 +150,7 @@ def test_a_refused_treebank_leaves_no_empty_checkpoint_directories(tmp_path):
   config = ud_pos.get_config('debug')
   (tmp_path / 'ud').mkdir()
   config.data.path = _treebank_dir(tmp_path / 'ud', dev=CONLLU.replace('\tNP\t', '\t_\t')).path
-  config.data.tag_column = 'xpos'
+  config.data.treebank.tag_column = 'xpos'
   with pytest.raises(DataFileError, match=r'the XPOS column of word \'Ali\' is "_"'):
     train_and_evaluate(config, tmp_path / 'run')
   assert not (tmp_path / 'run' / 'checkpoints').exists()

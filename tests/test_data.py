@@ -211,10 +211,10 @@ def test_ocr_words_follow_the_next_id_chains_and_the_fold_protocol(tmp_path):
   assert list(folds) == [1, 0, 1]
   assert [list(np.argmax(w[0], 1)) for w in words] == [[1, 2], [4, 5, 6], [7, 8]]
   config = default_config().data
-  config.path, config.fold = str(path), 0
+  config.path, config.ocr.fold = str(path), 0
   data = ocr.load(config)
   assert list(data.splits['test']['lengths']) == [3]  # fold 0 tests; folds 1-9 train
-  config.train_on_one_fold = True
+  config.ocr.train_on_one_fold = True
   data = ocr.load(config)
   assert len(data.splits['test']['lengths']) == 2  # trained on fold 0, tested on the rest
 
@@ -247,7 +247,7 @@ def _toy_uea(tmp_path):
   for split in ('TRAIN', 'TEST'):
     (tmp_path / 'Toy' / f'Toy_{split}.ts').write_text(TS)
   config = default_config().data
-  config.name, config.series, config.path = 'uea', 'Toy', str(tmp_path)
+  config.name, config.uea.series, config.path = 'uea', 'Toy', str(tmp_path)
   return config
 
 
@@ -312,9 +312,9 @@ def test_an_epoch_is_cut_into_batches_after_sorting_so_batches_do_not_overlap_in
 def test_a_missing_uea_set_says_where_it_was_looked_for(tmp_path):
   pytest.importorskip('aeon')
   config = default_config().data
-  config.series, config.path = 'NoSuchSet', str(tmp_path)
+  config.uea.series, config.path = 'NoSuchSet', str(tmp_path)
   # aeon's own reason is passed on, then where the set was looked for.
-  with pytest.raises(FileNotFoundError, match=r"config.data.series='NoSuchSet' could not be "
+  with pytest.raises(FileNotFoundError, match=r"config.data.uea.series='NoSuchSet' could not be "
                                               r"loaded: \w+Error: .*NoSuchSet_TRAIN.ts"):
     timeseries.load(config)
 
@@ -340,10 +340,10 @@ def test_frames_read_consecutive_steps_as_one_and_zero_fill_the_last():
 
 def test_uea_without_an_eval_fraction_trains_on_the_whole_training_split(tmp_path):
   config = _toy_uea(tmp_path)
-  config.eval_fraction = 0.0
+  config.uea.eval_fraction = 0.0
   data = timeseries.load(config)
   assert data.splits['eval'] is data.splits['train'] and len(data.splits['train']['labels']) == 2
-  config.frame_size = 2
+  config.frames.size = 2
   from seqrnn.data import load
   framed = load(config)
   assert framed.splits['eval'] is framed.splits['train'] and framed.num_features == 4
@@ -352,9 +352,9 @@ def test_uea_without_an_eval_fraction_trains_on_the_whole_training_split(tmp_pat
 
 def test_frames_are_refused_for_tokens_and_per_step_labels():
   config = default_config().data
-  config.name, config.frame_size = 'turkish_pos', 4
+  config.name, config.frames.size = 'turkish_pos', 4
   from seqrnn.data import load
-  with pytest.raises(ValueError, match='frame_size=4: frames are for float series .* token inputs'):
+  with pytest.raises(ValueError, match='frames.size=4: frames are for float series .* token inputs'):
     load(config)
 
 
@@ -368,8 +368,8 @@ def test_frames_never_skip_steps_or_end_on_padding_alone():
                                        r'in \[1, 2\]'):
     frames(split, 2, 7)
   config = default_config()
-  config.data.frame_size, config.data.frame_stride = 2, 7
-  with pytest.raises(ValueError, match=r'frame_stride=7 is more than config.data.frame_size=2'):
+  config.data.frames.size, config.data.frames.stride = 2, 7
+  with pytest.raises(ValueError, match=r'frames.stride=7 is more than config.data.frames.size=2'):
     validate_config(config)
 
 

@@ -142,7 +142,7 @@ def test_the_uea_config_takes_a_set_name_and_refuses_an_unknown_variant():
   from experiments.configs import uea
   config = uea.get_config('ArrowHead,debug')
   validate_config(config)
-  assert config.data.series == 'ArrowHead' and config.train.num_steps == 20
+  assert config.data.uea.series == 'ArrowHead' and config.train.num_steps == 20
   with pytest.raises(ValueError, match=r"unknown config variant 'degub'"):
     uea.get_config('ArrowHead,degub')
 
@@ -164,8 +164,8 @@ def test_regularisers_the_fused_loop_or_the_cell_cannot_run_are_refused_naming_t
                                        r"dropout needs a cell whose step takes a recurrent mask .* "
                                        r"GRUCell has none"):
     validate_config(config)
-  config.model.variational_dropout, config.model.embed_dropout = 0.0, 1.0
-  with pytest.raises(ValueError, match=r'config.model.embed_dropout=1.0 must be in \[0, 1\)'):
+  config.model.variational_dropout, config.model.words.embed_dropout = 0.0, 1.0
+  with pytest.raises(ValueError, match=r'config.model.words.embed_dropout=1.0 must be in \[0, 1\)'):
     validate_config(config)
 
 
@@ -197,3 +197,35 @@ def test_an_unknown_config_variant_is_one_line_naming_the_known_ones(tmp_path):
   assert done.stderr.strip() == ("--config=experiments/configs/digits.py:foo: unknown config "
                                  "variant 'foo'; this config knows ['debug']")
   assert not list(tmp_path.iterdir())
+
+
+def test_each_fields_role_is_declared_beside_its_default_and_choices_come_from_their_modules():
+  from seqrnn import config as config_lib, group, stack, words
+  fixed = config_lib.fields_with('fixed')
+  assert {'model.words.embed_dim', 'data.treebank.min_count', 'data.uea.series',
+          'data.frames.size', 'optim.name'} <= set(fixed)
+  assert 'train.num_steps' not in fixed and 'optim.learning_rate' not in fixed
+  assert set(group.VECTORISED) == {
+      'seed', 'optim.learning_rate', 'optim.grad_clip_norm', 'optim.weight_decay',
+      'model.dropout_rate', 'model.variational_dropout', 'model.zoneout_hidden',
+      'model.zoneout_cell'}
+  config = default_config()
+  config.model.merge = 'mean'
+  with pytest.raises(ValueError, match=re.escape(
+      f"config.model.merge='mean' is not one of {list(stack.MERGES)}")):
+    validate_config(config)
+  config.model.merge, config.model.words.char_encoder = 'sum', 'gru'
+  with pytest.raises(ValueError, match=re.escape(
+      f"config.model.words.char_encoder='gru' is not one of {list(words.CHAR_ENCODERS)}")):
+    validate_config(config)
+
+
+def test_field_names_before_the_config_groups_still_work_where_they_are_written_down():
+  from seqrnn.config import from_flat_dict, set_field, upgrade_command_line
+  assert from_flat_dict({'model.char_encoder': 'cnn', 'data.frame_size': 3}).model.words \
+      .char_encoder == 'cnn'
+  config = default_config()
+  set_field(config, 'data.tag_column', 'xpos')  # a sweep file's override
+  assert config.data.treebank.tag_column == 'xpos'
+  assert upgrade_command_line(['main', '--config.model.embed_dropout=0', '--config.seed=1']) == [
+      'main', '--config.model.words.embed_dropout=0', '--config.seed=1']

@@ -173,7 +173,7 @@ def test_character_ids_round_trip_to_the_words_cut_at_the_cap(tmp_path):
   train = conllu.read_conllu(path)
   test = [(['Ağaç', 'Ev'], ['NOUN', 'NOUN'])]  # 'ğ' and 'ç' are unseen in training
   config = default_config().data
-  config.lowercase, config.max_word_chars = True, 8
+  config.treebank.lowercase, config.treebank.max_word_chars = True, 8
   data = conllu.make_dataset(train, test, test, config)
   chars = conllu.build_char_vocab(train)
   spell = {i: c for c, i in chars.items()}
@@ -183,7 +183,7 @@ def test_character_ids_round_trip_to_the_words_cut_at_the_cap(tmp_path):
     return [[''.join(spell.get(i, '?') for i in word if i) for word in sentence if word.any()]
             for sentence in data.splits[split]['chars']]
 
-  # Case is kept for the characters, whatever data.lowercase does to the word ids;
+  # Case is kept for the characters, whatever data.treebank.lowercase does to the word ids;
   # multiword ranges and empty nodes stay skipped; 15 characters are cut to 8.
   assert words('train') == [['Ali', "'nin", 'Kitaplar'], ['Ev']]
   assert words('test') == [['A?a?', 'Ev']]

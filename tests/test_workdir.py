@@ -57,7 +57,7 @@ def test_a_second_process_is_refused_at_once_naming_the_holder_and_a_dead_holder
 
 
 @pytest.mark.parametrize('field, value', [
-    ('data.fold', 3), ('data.train_on_one_fold', True), ('data.series', 'ArrowHead'),
+    ('data.ocr.fold', 3), ('data.ocr.train_on_one_fold', True), ('data.uea.series', 'ArrowHead'),
     ('data.path', '/elsewhere'), ('seed', 1), ('model.cell', 'lstm')])
 def test_resuming_with_a_field_that_decides_the_data_or_shapes_is_refused_and_writes_nothing(
     finished, tmp_path, field, value):
@@ -156,3 +156,21 @@ def test_an_empty_workdir_name_is_refused(monkeypatch, tmp_path):
   with pytest.raises(ValueError, match='name the directory'):
     train_and_evaluate(digits_config(10), '')
   assert not list(tmp_path.iterdir())
+
+
+def test_a_config_json_with_the_field_names_before_the_config_groups_resumes(
+    finished, tmp_path, capsys):
+  from seqrnn.config import RENAMED
+  from seqrnn.run import evaluate_checkpoint
+  workdir = _copy(finished, tmp_path)
+  old_names = {new: old for old, new in RENAMED.items()}
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert set(old_names) <= set(saved)
+  (workdir / 'config.json').write_text(json.dumps({old_names.get(k, k): v for k, v in saved.items()}))
+  step, metrics = evaluate_checkpoint(workdir, 'latest')
+  assert step == 20 and 0 <= metrics['accuracy'] <= 1
+  train_and_evaluate(digits_config(30), workdir)
+  out = capsys.readouterr().out
+  assert 'resuming' in out and 'changed since the last start: train.num_steps 20 -> 30' in out
+  assert not any(name in out for name in RENAMED)  # no renamed field reported as changed
+  assert int(restore_checkpoint(workdir / 'checkpoints', 30)[1]['step']) == 30

@@ -172,26 +172,26 @@ class TorchTrainer:
   def __init__(self, config, dataset):
     import torch  # only when present: never a dependency
     m, optim = config.model, config.optim
-    if (config.task != 'labelling' or m.cell != 'lstm' or m.char_encoder not in ('cnn', 'none')
-        or m.merge != 'concat' or m.residual or m.word_dropout or m.variational_dropout
+    if (config.task != 'labelling' or m.cell != 'lstm' or m.words.char_encoder not in ('cnn', 'none')
+        or m.merge != 'concat' or m.residual or m.words.word_dropout or m.variational_dropout
         or m.zoneout_hidden or m.zoneout_cell or m.initial_carry != 'zeros'
         or optim.name != 'adam' or optim.schedule != 'cosine' or optim.warmup_steps):
       raise ValueError('the torch tagger stands in for a plain LSTM tagger (cosine Adam)')
     nn = torch.nn
     torch.manual_seed(config.seed)
     self.torch, self.config = torch, config
-    self.embed = nn.Embedding(dataset.vocab_size, m.embed_dim)
-    width = m.embed_dim
-    if m.char_encoder == 'cnn':
-      self.char_embed = nn.Embedding(dataset.num_chars, m.char_embed_dim)
-      self.char_conv = nn.Conv1d(m.char_embed_dim, m.char_hidden_size, 3, padding=1)
-      width += m.char_hidden_size
+    self.embed = nn.Embedding(dataset.vocab_size, m.words.embed_dim)
+    width = m.words.embed_dim
+    if m.words.char_encoder == 'cnn':
+      self.char_embed = nn.Embedding(dataset.num_chars, m.words.char_embed_dim)
+      self.char_conv = nn.Conv1d(m.words.char_embed_dim, m.words.char_hidden_size, 3, padding=1)
+      width += m.words.char_hidden_size
     self.lstm = nn.LSTM(width, m.hidden_size, m.num_layers, batch_first=True,
                         dropout=m.dropout_rate, bidirectional=m.bidirectional)
     self.drop = nn.Dropout(m.dropout_rate)  # nn.LSTM drops between layers; this, the top's
     self.head = nn.Linear(m.hidden_size * (2 if m.bidirectional else 1), dataset.num_classes)
     modules = [self.embed, self.lstm, self.head] + (
-        [self.char_embed, self.char_conv] if m.char_encoder == 'cnn' else [])
+        [self.char_embed, self.char_conv] if m.words.char_encoder == 'cnn' else [])
     for module in modules + [self.drop]:
       module.train(True)
     self.params = [p for module in modules for p in module.parameters()]
@@ -204,11 +204,11 @@ class TorchTrainer:
   def _words(self, tokens_bt, chars_btc):
     torch, m = self.torch, self.config.model
     x = self.embed(tokens_bt)
-    keep = 1.0 - m.embed_dropout
+    keep = 1.0 - m.words.embed_dropout
     if keep < 1:  # whole word types dropped, one draw per type per batch
       kept_v = torch.rand(self.embed.num_embeddings) < keep
       x = torch.where(kept_v[tokens_bt][..., None], x / keep, 0.0)
-    if m.char_encoder == 'none':
+    if m.words.char_encoder == 'none':
       return x
     rows, steps, width = chars_btc.shape
     chars_nc = chars_btc.reshape(rows * steps, width)

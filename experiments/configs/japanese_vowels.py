@@ -3,7 +3,7 @@
   pip install -e '.[timeseries]'
   python -m experiments.main --config=experiments/configs/japanese_vowels.py --workdir=/tmp/jv
 
-`--config.data.series=NAME` picks another UEA/UCR set that aeon ships or finds in data.path.
+`--config.data.uea.series=NAME` picks another UEA/UCR set that aeon ships or finds in data.path.
 """
 
 from seqrnn.config import apply_variant, debug_variant, default_config
@@ -13,7 +13,7 @@ def get_config(arg=None):
   c = default_config()
   c.task = 'classification'
   c.data.name = 'uea'
-  c.data.series = 'JapaneseVowels'
+  c.data.uea.series = 'JapaneseVowels'
   c.data.batch_size = 32
   c.model.cell = 'gru'
   c.model.hidden_size = 64

@@ -3,7 +3,7 @@
   python -m experiments.main --config=experiments/configs/ocr.py --workdir=/tmp/ocr \
       --config.data.path=PATH/letter.data.gz
 
-Trains on nine folds and tests on fold `data.fold` (`data.train_on_one_fold=True` reverses it).
+Trains on nine folds and tests on fold `data.ocr.fold` (`data.ocr.train_on_one_fold=True` reverses it).
 A bidirectional 2-layer LSTM: 98.9% of letters and 95.1% of words right on fold 0 in about 70 s
 on 2 CPU cores (unidirectional, `--config.model.bidirectional=False`: 95.8% and 79.4%).
 `:debug` is a seconds-long smoke run.

@@ -10,7 +10,7 @@ accuracy and the CNN trained 3x faster, see docs/results.md), so that words unse
 in training are read from their spelling. The run prints per-token,
 unseen-word and whole-sentence accuracy. Training rows are packed
 (`data.pack`): a row as long as its bucket also holds shorter sentences, each
-read on its own, so `batch_size` counts rows. `--config.data.tag_column=xpos`
+read on its own, so `batch_size` counts rows. `--config.data.treebank.tag_column=xpos`
 predicts the treebank's own tags. `:debug` is a seconds-long smoke run.
 """
 
@@ -22,18 +22,18 @@ def get_config(arg=None):
   c.task = 'labelling'
   c.data.name = 'conllu'
   c.data.batch_size = 32
-  c.data.lowercase = True       # word ids; the characters keep their case
-  c.data.min_count = 2          # singletons train the out-of-vocabulary embedding
+  c.data.treebank.lowercase = True  # word ids; the characters keep their case
+  c.data.treebank.min_count = 2  # singletons train the out-of-vocabulary embedding
   c.data.pack = True            # shorter sentences fill each bucket's padding (a row holds ~1.5)
   c.model.cell = 'lstm'
   c.model.hidden_size = 128
   c.model.num_layers = 2
   c.model.bidirectional = True
-  c.model.embed_dim = 128
-  c.model.char_encoder = 'cnn'
-  c.model.embed_dropout = 0.2    # whole word types dropped: +1.0 point on Turkish tokens
-  c.model.char_embed_dim = 32
-  c.model.char_hidden_size = 64
+  c.model.words.embed_dim = 128
+  c.model.words.char_encoder = 'cnn'
+  c.model.words.embed_dropout = 0.2  # whole word types dropped: +1.0 point on Turkish tokens
+  c.model.words.char_embed_dim = 32
+  c.model.words.char_hidden_size = 64
   c.model.dropout_rate = 0.3
   c.optim.learning_rate = 3e-3
   c.train.num_steps = 1500

@@ -6,7 +6,7 @@ training split for a fixed number of steps, test once on the test split.
 
 `:NAME` is any set aeon ships or finds in `data.path` (`--config.data.path=DIR`
 with DIR/NAME/NAME_TRAIN.ts and _TEST.ts). Long series are read in frames of
-consecutive values (`data.frame_size=0`: the longest training series in at most
+consecutive values (`data.frames.size=0`: the longest training series in at most
 64 steps), so ArrowHead's 251 values are 63 steps of 4. The table in docs/results.md
 gives each shipped set's accuracy with this config against 1-NN DTW
 (`python -m experiments.dtw_reference`). `:NAME,debug` is a smoke run.
@@ -19,8 +19,8 @@ def get_config(arg='JapaneseVowels'):
   c = default_config()
   c.task = 'classification'
   c.data.name = 'uea'
-  c.data.eval_fraction = 0.0     # no held-out split: eval metrics are training metrics
-  c.data.frame_size = 0
+  c.data.uea.eval_fraction = 0.0  # no held-out split: eval metrics are training metrics
+  c.data.frames.size = 0
   c.data.batch_size = 16         # the smallest shipped training split has 36 series
   c.model.cell = 'gru'
   c.model.hidden_size = 64
@@ -32,7 +32,7 @@ def get_config(arg='JapaneseVowels'):
   c.train.eval_every_steps = 500
   c.train.checkpoint_every_steps = 500
   name, *rest = (arg or 'JapaneseVowels').split(',')
-  c.data.series = name
+  c.data.uea.series = name
   if rest == ['debug']:
     debug_variant(c)
   elif rest:

@@ -21,17 +21,17 @@ DATASETS = {
 
 
 def load(data_config):
-  """The `Dataset` named by `data_config.name`, in frames of `data_config.frame_size`
+  """The `Dataset` named by `data_config.name`, in frames of `data_config.frames.size`
   steps where that is more than 1 (0: chosen from the lengths, `auto_frame_size`)."""
   if data_config.name not in DATASETS:
     raise ValueError(f'config.data.name={data_config.name!r} is not a data set; '
                      f'expected one of {sorted(DATASETS)}')
   dataset = DATASETS[data_config.name](data_config)
-  size = data_config.frame_size
+  size = data_config.frames.size
   if not size:
     size = auto_frame_size(dataset.splits['train']['lengths']) if _framable(dataset) else 1
   if size > 1:
-    dataset = in_frames(dataset, size, data_config.frame_stride or size)
+    dataset = in_frames(dataset, size, data_config.frames.stride or size)
   return dataset
 
 
@@ -39,7 +39,7 @@ AUTO_MAX_FRAMES = 64
 
 
 def auto_frame_size(lengths):
-  """`data.frame_size=0`: the smallest frame size that reads the longest training
+  """`data.frames.size=0`: the smallest frame size that reads the longest training
   sequence in at most AUTO_MAX_FRAMES steps (1 for sequences that short already)."""
   return max(1, -(-int(max(lengths)) // AUTO_MAX_FRAMES))
 
@@ -51,10 +51,10 @@ def _framable(dataset):
 def in_frames(dataset, size, stride):
   """`dataset` with every split read in frames (see `frames`)."""
   if not _framable(dataset):
-    raise ValueError(f'config.data.frame_size={size}: frames are for float series with one '
+    raise ValueError(f'config.data.frames.size={size}: frames are for float series with one '
                      f'label per sequence; this data set has '
                      f'{"token inputs" if dataset.num_features is None else "a label per step"}')
   splits = {name: frames(split, size, stride) for name, split in dataset.splits.items()}
   if dataset.splits['eval'] is dataset.splits['train']:
-    splits['eval'] = splits['train']  # still the same split (see data.eval_fraction)
+    splits['eval'] = splits['train']  # still the same split (see data.uea.eval_fraction)
   return dataclasses.replace(dataset, splits=splits, num_features=dataset.num_features * size)

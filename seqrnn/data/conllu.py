@@ -3,8 +3,8 @@
 Words become token ids through a vocabulary built on the training split:
 id 0 pads, id 1 is the out-of-vocabulary word. Each word also becomes its
 character ids `chars` [sentences, time, max_chars] (the original spelling, case
-kept whatever `data.lowercase` says; id 0 pads, id 1 is a character unseen in
-training), truncated to `data.max_word_chars`: a word seen nowhere in training
+kept whatever `data.treebank.lowercase` says; id 0 pads, id 1 is a character unseen in
+training), truncated to `data.treebank.max_word_chars`: a word seen nowhere in training
 still has a spelling for a character-aware model to read.
 """
 
@@ -19,6 +19,7 @@ from seqrnn.data.files import DataFileError, read_lines
 
 PAD, OOV = 0, 1
 _COLUMNS = {'upos': 3, 'xpos': 4}
+TAG_COLUMNS = tuple(_COLUMNS)
 
 
 def read_conllu(path, column='upos'):
@@ -47,7 +48,7 @@ def read_conllu(path, column='upos'):
     if tag == '_':
       raise DataFileError(f'{path}:{line_no}: the {column.upper()} column of word '
                           f'{fields[1]!r} is "_" (not annotated); choose another '
-                          f'config.data.tag_column or another treebank')
+                          f'config.data.treebank.tag_column or another treebank')
     words.append(fields[1])
     tags.append(tag)
   if words:
@@ -113,18 +114,18 @@ def make_dataset(train, eval_, test, data_config, sources=None):
   for name, sentences in named:
     if not sentences:
       raise DataFileError(f'the {name} split{where.get(name, "")} holds no sentence')
-  vocab = build_vocab(train, data_config.min_count, data_config.lowercase)
-  seen = set(build_vocab(train, 1, data_config.lowercase))
+  vocab = build_vocab(train, data_config.treebank.min_count, data_config.treebank.lowercase)
+  seen = set(build_vocab(train, 1, data_config.treebank.lowercase))
   tags = sorted({t for _, ts in train for t in ts})
   if len(tags) < 2:
     raise DataFileError(f'the train split{where.get("train", "")} has a single '
-                        f'{data_config.tag_column} tag {tags}: nothing to learn')
+                        f'{data_config.treebank.tag_column} tag {tags}: nothing to learn')
   tag_ids = {t: i for i, t in enumerate(tags)}
   char_vocab = build_char_vocab(train)
   # One width for all splits (one compiled shape): the longest word, up to the cap.
   width = min(max(len(w) for _, s in named for ws, _ in s for w in ws),
-              data_config.max_word_chars)
-  splits = {name: encode(s, vocab, tag_ids, data_config.lowercase, seen, char_vocab, width)
+              data_config.treebank.max_word_chars)
+  splits = {name: encode(s, vocab, tag_ids, data_config.treebank.lowercase, seen, char_vocab, width)
             for name, s in named}
   del splits['train']['unknown']  # every training word is seen
   return Dataset(splits=splits, num_classes=len(tags), vocab_size=len(vocab) + 2,
@@ -143,7 +144,7 @@ def load_directory(data_config):
           f'config.data.path={str(root)!r}: expected one *{key}.conllu[.gz] file, found '
           f'{[f.name for f in found]}; download a treebank from universaldependencies.org')
     files[split] = found[0]
-  sents = {s: read_conllu(p, data_config.tag_column) for s, p in files.items()}
+  sents = {s: read_conllu(p, data_config.treebank.tag_column) for s, p in files.items()}
   return make_dataset(sents['train'], sents['eval'], sents['test'], data_config, files)
 
 
@@ -159,7 +160,7 @@ def turkish_files():
 
 def load_turkish(data_config):
   """Turkish web + wiki treebanks (4,851 sentences), fixed 80/10/10 split."""
-  sentences = [s for path in turkish_files() for s in read_conllu(path, data_config.tag_column)]
+  sentences = [s for path in turkish_files() for s in read_conllu(path, data_config.treebank.tag_column)]
   parts = split_indices(len(sentences), (0.8, 0.1, 0.1), seed=0)
   train, eval_, test = ([sentences[i] for i in idx] for idx in parts)
   return make_dataset(train, eval_, test, data_config)

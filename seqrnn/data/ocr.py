@@ -84,8 +84,8 @@ def _split(words):
 
 
 def load(data_config):
-  """Labelling data from `config.data.path`. Fold `config.data.fold` is the test set and
-  the other nine train, or (`config.data.train_on_one_fold`) the reverse; a tenth of the
+  """Labelling data from `config.data.path`. Fold `config.data.ocr.fold` is the test set and
+  the other nine train, or (`config.data.ocr.train_on_one_fold`) the reverse; a tenth of the
   training words is held out for evaluation."""
   if not data_config.path:
     raise FileNotFoundError(f'data set ocr needs config.data.path: {_SOURCE}')
@@ -93,10 +93,10 @@ def load(data_config):
     raise FileNotFoundError(f'config.data.path={data_config.path!r} is not a file; data set ocr '
                             f'reads {_SOURCE}')
   words, folds = read_letters(data_config.path)
-  if not 0 <= data_config.fold < NUM_FOLDS:
-    raise ValueError(f'config.data.fold={data_config.fold} must be in [0, {NUM_FOLDS})')
-  in_fold = folds == data_config.fold
-  train_mask = in_fold if data_config.train_on_one_fold else ~in_fold
+  if not 0 <= data_config.ocr.fold < NUM_FOLDS:
+    raise ValueError(f'config.data.ocr.fold={data_config.ocr.fold} must be in [0, {NUM_FOLDS})')
+  in_fold = folds == data_config.ocr.fold
+  train_mask = in_fold if data_config.ocr.train_on_one_fold else ~in_fold
   whole = _split(words)
   train = take(whole, np.flatnonzero(train_mask))
   eval_idx, train_idx = split_indices(len(train['lengths']), (0.1, 0.9), seed=0)

@@ -11,10 +11,10 @@ from seqrnn.data.files import DataFileError
 
 
 def load(data_config):
-  """`config.data.series` (e.g. 'JapaneseVowels'): channels per step, true lengths kept,
+  """`config.data.uea.series` (e.g. 'JapaneseVowels'): channels per step, true lengths kept,
   each channel standardised with the mean and std of the training split's real steps.
 
-  The archives have no validation split: `data.eval_fraction` of the training
+  The archives have no validation split: `data.uea.eval_fraction` of the training
   series are held out as 'eval', or with 0 the 'eval' split *is* the training
   split (the published protocol: train on all of it for a fixed number of steps).
   """
@@ -24,13 +24,13 @@ def load(data_config):
     raise ImportError("data set uea needs aeon: pip install 'seqrnn[timeseries]'") from e
   kw = {'extract_path': data_config.path} if data_config.path else {}
   try:
-    raw = {s: load_classification(data_config.series, split=s, **kw) for s in ('train', 'test')}
+    raw = {s: load_classification(data_config.uea.series, split=s, **kw) for s in ('train', 'test')}
   except Exception as e:  # aeon tries a download for sets it does not ship
     raise FileNotFoundError(
-        f'UEA/UCR set config.data.series={data_config.series!r} could not be loaded: '
+        f'UEA/UCR set config.data.uea.series={data_config.uea.series!r} could not be loaded: '
         f'{type(e).__name__}: {e}. A set aeon does not ship is read from '
-        f'config.data.path={data_config.path!r} (expected <path>/{data_config.series}/'
-        f'{data_config.series}_TRAIN.ts and _TEST.ts, from timeseriesclassification.com)') from e
+        f'config.data.path={data_config.path!r} (expected <path>/{data_config.uea.series}/'
+        f'{data_config.uea.series}_TRAIN.ts and _TEST.ts, from timeseriesclassification.com)') from e
   classes = sorted(set(raw['train'][1]))
   splits = {}
   for name, (series, labels) in raw.items():
@@ -60,9 +60,9 @@ def load(data_config):
   for split in splits.values():
     real = np.arange(split['inputs'].shape[1])[None, :] < split['lengths'][:, None]
     split['inputs'] = np.where(real[..., None], (split['inputs'] - mean) / std, 0).astype(np.float32)
-  if data_config.eval_fraction > 0:
+  if data_config.uea.eval_fraction > 0:
     eval_idx, train_idx = split_indices(
-        len(train['labels']), (data_config.eval_fraction, 1 - data_config.eval_fraction), seed=0)
+        len(train['labels']), (data_config.uea.eval_fraction, 1 - data_config.uea.eval_fraction), seed=0)
     splits['eval'] = take(splits['train'], eval_idx)
     splits['train'] = take(splits['train'], train_idx)
   else:  # the archives' protocol: train on all of it, no model selection on held-out data
@@ -74,7 +74,7 @@ def load(data_config):
 
 def _file(data_config, split):
   """Where aeon read `split` of the set from, for messages."""
-  name = f'{data_config.series}_{split.upper()}.ts'
+  name = f'{data_config.uea.series}_{split.upper()}.ts'
   if data_config.path:
-    return f'{data_config.path}/{data_config.series}/{name}'
+    return f'{data_config.path}/{data_config.uea.series}/{name}'
   return f"aeon's copy of {name}"
