@@ -16,7 +16,10 @@ The pieces, from one step to a whole run:
   train        train_step, eval_step, create_train_state, make_optimizer
   torch        from_torch: PyTorch GRU/LSTM weights as seqrnn parameters
   hosts        initialize (jax.distributed), is_main: runs over many processes
-  run          train_and_evaluate(config, workdir)
+  prepare      data, padded lengths, models and fresh states a run starts from
+  run_state    one run's host-side state and files (restore, logs, best, checkpoints)
+  group        what stacking runs along a model axis adds (vectorised sweeps)
+  run          train_and_evaluate(config, workdir), train_runs(configs, workdirs): the loop
 """
 
 from seqrnn import hosts

@@ -1,31 +1,33 @@
-"""`train_and_evaluate(config, workdir)`: the whole run, resumable from its workdir."""
+"""`train_and_evaluate(config, workdir)`: the whole run, resumable from its workdir, and
+`train_runs(configs, workdirs)`: the loop of one run or of several trained together.
+
+What the loop prepares is `seqrnn.prepare`'s; each run's host-side state and files
+are `seqrnn.run_state.Run`'s; what stacking runs adds is `seqrnn.group`'s."""
 
 import contextlib
 import pathlib
 import signal
 import threading
 import time
-from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.experimental.compilation_cache import compilation_cache
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from seqrnn import config as config_lib
 from seqrnn import group
-from seqrnn import data as data_lib
 from seqrnn import hosts
 from seqrnn import workdir as workdir_lib
-from seqrnn.batch import validate_batch
 from seqrnn.checkpoint import Checkpoints, NoUsableCheckpoint
 from seqrnn.data import batching
-from seqrnn.metrics_log import MetricLog, NoLog
-from seqrnn.models import build_model
-from seqrnn.tasks import accumulate, get_task, summarize
-from seqrnn.train import (create_train_state, eval_step, make_optimizer, train_step,
-                          with_hyperparams_of)
+# Also used from here by the benchmarks and research code: seqrnn.run.prepare_data, ...
+from seqrnn import prepare
+from seqrnn.prepare import (load_and_check_data, packing_line, prepare_data,  # noqa: F401
+                            put_sharded, seed_keys, use_compilation_cache)
+from seqrnn.run_state import Run, say, test_of_best
+from seqrnn.tasks import accumulate, summarize
+from seqrnn.train import eval_step, train_step
 
 
 class Preempted(Exception):
@@ -55,18 +57,6 @@ def _check_resume(workdir, config):
     detail = '; '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in conflicts.items())
     raise ValueError(f'{workdir} holds a run with a different config ({detail}); its '
                      f'checkpoints cannot be resumed with it. Use another --workdir.')
-
-
-def load_and_check_data(config):
-  """The Dataset of `config.data`, every split validated against the model's needs."""
-  dataset = data_lib.load(config.data)
-  for name, split in dataset.splits.items():
-    if config.model.words.char_encoder == 'none':
-      split.pop('chars', None)  # read by nothing: not batched, not sent to the devices
-    validate_batch(split, task=config.task, num_classes=dataset.num_classes,
-                   num_features=dataset.num_features, vocab_size=dataset.vocab_size,
-                   num_chars=dataset.num_chars, name=f'data set {config.data.name!r} split {name!r}')
-  return dataset
 
 
 def train_and_evaluate(config, workdir, *, restart_from_scratch=False):
@@ -122,73 +112,6 @@ def train_runs(configs, workdirs, *, restart_from_scratch=False):
     return _train(configs, workdirs, restart_from_scratch)
 
 
-def use_compilation_cache(directory):
-  """Points JAX's persistent compilation cache at `directory`, so that a second run,
-  or a resume, of the same config loads its compiled steps instead of compiling
-  them again. '' leaves JAX's own setting as it is."""
-  if not directory:
-    return
-  path = str(pathlib.Path(directory).expanduser())
-  if jax.config.jax_compilation_cache_dir != path:
-    jax.config.update('jax_compilation_cache_dir', path)
-    compilation_cache.reset_cache()  # a cache in use would otherwise keep its old directory
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
-
-
-class _Setup(NamedTuple):
-  dataset: Any
-  buckets: tuple
-  models: list    # each run's model (its evaluation reads its own regularisation rates)
-  states: list    # each run's fresh train state, replicated over every device
-  mesh: Any       # every device of every process, one axis 'data'
-
-
-def seed_keys(seed):
-  """(parameter initialisation key, dropout key) of a run seeded `seed`."""
-  return tuple(jax.random.split(jax.random.key(seed)))
-
-
-def prepare_data(config):
-  """(dataset, buckets) of `config`, checked; with the compilation cache in place."""
-  use_compilation_cache(config.train.compilation_cache)
-  dataset = load_and_check_data(config)
-  num_devices = jax.device_count()
-  for field in ('batch_size', 'eval_batch_size'):
-    if config.data[field] % num_devices:
-      raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
-                       f'{num_devices} devices the batch is sharded over')
-  all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
-  if config.data.num_buckets == 'auto':
-    trained = config.train.num_steps * config.data.batch_size
-    return dataset, batching.auto_bucket_lengths(all_lengths, trained_sequences=trained)
-  return dataset, batching.bucket_lengths(all_lengths, int(config.data.num_buckets))
-
-
-def _setup(configs):
-  """Data, buckets, models and fresh train states of `configs` (one group), on every device."""
-  base = configs[0]
-  dataset, buckets = prepare_data(base)
-  models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
-                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
-            for c in configs]
-  example = batching.train_batch(dataset.splits['train'], 0, batch_size=base.data.batch_size,
-                                 buckets=buckets, seed=base.seed, pack=base.data.pack)
-  # Every device of every process holds the whole state; batches are split by rows.
-  mesh = Mesh(jax.devices(), ('data',))
-  # The first model trains them all (a vectorised step gives each run its own rates).
-  states = [jax.device_put(create_train_state(
-      seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
-      get_task(c.task)), NamedSharding(mesh, P())) for c in configs]
-  return _Setup(dataset, buckets, models, states, mesh)
-
-
-def _put(mesh, spec):
-  """A process's share of a global batch -> global arrays sharded as `spec`."""
-  sharding = NamedSharding(mesh, spec)
-  return lambda batch: {k: jax.make_array_from_process_local_data(sharding, v)
-                        for k, v in batch.items()}
-
-
 def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
   """Metrics of `state` on `split` (a whole split dict), each process reading its
   share; raises Preempted(on_stop()) between batches once `stop` is set."""
@@ -216,7 +139,7 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
   if flat is None:
     raise FileNotFoundError(f'{workdir} holds no run (no config.json)')
   config = config_lib.from_flat_dict(flat)
-  setup = _setup([config])
+  setup = prepare.setup([config])
   sub = 'best' if checkpoint == 'best' else 'checkpoints'
   checkpoints = Checkpoints((workdir / sub).absolute(), None, read_only=True)
   try:
@@ -229,126 +152,16 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
   if split not in setup.dataset.splits:
     raise ValueError(f'split={split!r} is not one of {sorted(setup.dataset.splits)}')
   return int(hosts.local_value(state.step)), _evaluate(
-      state, setup.dataset.splits[split], config, setup.buckets, _put(setup.mesh, P('data')))
-
-
-def _packing(split, buckets):
-  rows = batching.steps_per_epoch(split, 1, buckets, pack=True)
-  return f', packed {len(split["lengths"]) / rows:.2f} a row ({rows} rows an epoch)'
-
-
-def restore_or_start(checkpoints, state, workdir, restart_from_scratch=False):
-  """(state, loop) of the latest usable checkpoint; (state, {}) for a run with none,
-  unless every one it had was set aside as damaged: then NoUsableCheckpoint,
-  or with `restart_from_scratch` the earlier run's metrics.jsonl and best/ are
-  moved aside (kept, renamed) and the run starts from step 0."""
-  restored, loop = checkpoints.restore(state)
-  aside = checkpoints.set_aside()
-  if loop:
-    if restart_from_scratch:
-      raise ValueError(f'--restart_from_scratch: {checkpoints.directory} holds a usable '
-                       f'checkpoint (step {checkpoints.latest_step()}), which the run resumes '
-                       f'from; the flag is for a run whose checkpoints were all set aside')
-    return restored, loop
-  if aside and not restart_from_scratch:
-    raise NoUsableCheckpoint(
-        f'{checkpoints.directory} holds only checkpoints set aside as damaged '
-        f'({", ".join(aside)}): nothing was trained and metrics.jsonl is untouched. Run '
-        f'again with --restart_from_scratch to train from step 0 (the earlier metrics.jsonl '
-        f'and best/ are kept under other names), or use another --workdir.')
-  if restart_from_scratch and hosts.is_main():
-    for name in ('metrics.jsonl', 'best'):
-      if (workdir / name).exists():
-        moved = workdir_lib.keep_aside(workdir / name, 'before_restart')
-        _say(f'restarting from scratch: the earlier {name} is now {moved.name}')
-  hosts.barrier('seqrnn-restart-from-scratch')
-  return state, {}
-
-
-class _Run:
-  """One run's host-side state: its workdir's files, its logging window, its best
-  eval value and dropout key, what it returns. The window's sums, the count of
-  skipped updates, the best value and the key are saved with each checkpoint,
-  so a resumed run logs exactly what the uninterrupted run would have."""
-
-  def __init__(self, config, workdir, fresh, restart_from_scratch):
-    self.config, self.workdir = config, workdir
-    self.checkpoints = Checkpoints((workdir / 'checkpoints').absolute(),
-                                   config.train.keep_checkpoints)
-    try:
-      restored, loop = restore_or_start(self.checkpoints, fresh, workdir, restart_from_scratch)
-    except BaseException:
-      self.checkpoints.close()
-      raise
-    # The config's hyperparameters, not the checkpoint's, from here on.
-    self.state = restored.replace(opt_state=with_hyperparams_of(restored.opt_state,
-                                                                fresh.opt_state))
-    self.start = int(hosts.local_value(self.state.step))
-    self.best = Checkpoints((workdir / 'best').absolute(), 1)
-    self.log = NoLog()
-    self.window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
-    self.skipped = loop.get('skipped', 0)
-    self.best_value = loop.get('best')  # of train.best_metric on eval, None before the first
-    self.key_data = np.asarray(loop['rng'] if 'rng' in loop else
-                               jax.random.key_data(seed_keys(config.seed)[1]), np.uint32)
-    self.results, self.error = {}, None
-
-  def open_log(self, start):
-    """Records this start in the workdir and opens metrics.jsonl at `start` (process 0)."""
-    if hosts.is_main():
-      _report_start(self.workdir, self.config, start)
-      self.log = MetricLog(self.workdir, start)
-
-  def add(self, step, metrics):
-    """Adds one step's metrics {name: (sum, count)} to the window; a rejected update
-    stops the run (or is counted, with train.skip_nonfinite)."""
-    bad = metrics.pop('nonfinite')[0] > 0, metrics.pop('invalid_batch')[0] > 0
-    if not any(bad):
-      self.window = accumulate(self.window, metrics)
-    elif self.config.train.skip_nonfinite:
-      self.skipped += 1  # a skipped step's NaN stays out of the logged averages
-    else:
-      what = ('a non-finite loss, gradient or update' if bad[0] else
-              'an invalid batch (a length outside [1, time] or a label out of range)')
-      self.error = FloatingPointError(
-          f'{what} at step {step}; the update was not applied and the checkpoints in '
-          f'{self.workdir / "checkpoints"} (latest step {self.checkpoints.latest_step()}) are '
-          f'untouched. Set config.train.skip_nonfinite to skip such updates instead.')
-
-  def write_train(self, step, steps_per_s):
-    metrics = summarize(self.window or {})
-    metrics.update(skipped_updates=self.skipped, steps_per_s=steps_per_s)
-    self.log.write(step, 'train', metrics)
-    self.window = None
-    return metrics
-
-  def write_eval(self, step, metrics, state):
-    """Logs eval `metrics` of `state`, kept in best/ if the best so far."""
-    self.results['eval'] = metrics
-    self.log.write(step, 'eval', metrics)
-    name = self.config.train.best_metric
-    if self.best_value is None or metrics[name] > self.best_value:
-      self.best_value = metrics[name]
-      self.best.save(state, {name: self.best_value})
-
-  def save(self, step, state):
-    self.log.sync()
-    self.checkpoints.save(state, {
-        'window': self.window or {}, 'skipped': self.skipped, 'best': self.best_value,
-        'rng': self.key_data.tolist(), 'data_position': step})  # the next batch is step + 1's
-
-  def close(self):
-    for close in (self.log.close, self.checkpoints.close, self.best.close):
-      close()
+      state, setup.dataset.splits[split], config, setup.buckets, put_sharded(setup.mesh, P('data')))
 
 
 def _train(configs, workdirs, restart_from_scratch):
-  setup = _setup(configs)
+  setup = prepare.setup(configs)
   _say_data(configs[0], setup.dataset, setup.buckets)
   runs = []
   try:
     for config, workdir, fresh in zip(configs, workdirs, setup.states):
-      runs.append(_Run(config, workdir, fresh, restart_from_scratch))
+      runs.append(Run(config, workdir, fresh, restart_from_scratch))
     starts = sorted({r.start for r in runs})
     if len(starts) > 1:
       raise ValueError(f'the runs hold checkpoints of different steps {starts}: train them '
@@ -373,7 +186,7 @@ def _loop(runs, setup, start):
     state = runs[0].state
     jitted = jax.jit(train_step, donate_argnums=0)
     extra = (jax.random.wrap_key_data(runs[0].key_data),)
-    put = _put(mesh, P('data'))
+    put = put_sharded(mesh, P('data'))
     make = lambda step: put(batching.train_batch(dataset.splits['train'], step,
                                                  seed=configs[0].seed, **batch_args))
   else:  # [models, batch, ...]: the batch axis sharded
@@ -381,7 +194,7 @@ def _loop(runs, setup, start):
                            NamedSharding(mesh, P()))
     jitted, hyper = group.vectorised_step(configs, setup.models[0])
     extra = (np.stack([r.key_data for r in runs]), hyper)
-    put = _put(mesh, P(None, 'data'))
+    put = put_sharded(mesh, P(None, 'data'))
     make = lambda step: put(group.stacked_batch([batching.train_batch(
         dataset.splits['train'], step, seed=c.seed, **batch_args) for c in configs]))
   for r in runs:
@@ -394,7 +207,7 @@ def _loop(runs, setup, start):
       bar.set_description(f'train (compiling for inputs {shape})')
       start_compile = time.perf_counter()
       compiled[shape] = jitted.lower(state, batch, *extra).compile()
-      _say(f'compiled the train step for inputs {shape} in '
+      say(f'compiled the train step for inputs {shape} in '
            f'{time.perf_counter() - start_compile:.1f} s')
       bar.set_description(bar_name)
       bar.unpause()  # the rate and the time left exclude compilation
@@ -410,7 +223,8 @@ def _loop(runs, setup, start):
 
   def evaluate(k, split, state_k, stop=None):
     """Metrics of `split`; raises Preempted between batches once `stop` is set."""
-    return _evaluate(state_k, dataset.splits[split], configs[k], buckets, _put(mesh, P('data')),
+    return _evaluate(state_k, dataset.splits[split], configs[k], buckets,
+                     put_sharded(mesh, P('data')),
                      stop, on_stop=lambda: (
                          f'stopped by a signal during the final {split} evaluation; '
                          f'{saved(last_step)}; run again with the same --workdir to evaluate it'))
@@ -493,60 +307,22 @@ def _say_data(config, dataset, buckets):
                                             pack=config.data.pack)
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
-  _say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-       f'padded lengths {buckets}{_packing(train_split, buckets) if config.data.pack else ""}, '
+  say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
+       f'padded lengths {buckets}{packing_line(train_split, buckets) if config.data.pack else ""}, '
        f'padding fraction of a training epoch {padding:.3f}, '
        f'of evaluation {eval_padding:.3f}')
   if dataset.splits['eval'] is train_split:
-    _say('the eval split is the training split (data.uea.eval_fraction=0): eval metrics are '
+    say('the eval split is the training split (data.uea.eval_fraction=0): eval metrics are '
          'training metrics without dropout, and the test line is the model of the last step')
 
 
 def _say_eval(step, runs):
   if len(runs) == 1:
-    _say(f'step {step}: eval ' + _fmt(runs[0].results['eval']))
+    say(f'step {step}: eval ' + _fmt(runs[0].results['eval']))
     return
   name = runs[0].config.train.best_metric
-  _say(f'step {step}: eval {name} ' + ' '.join(
+  say(f'step {step}: eval {name} ' + ' '.join(
       f'{r.results["eval"][name]:.4f}' if r.error is None else 'stopped' for r in runs))
-
-
-def test_of_best(best, state, last_step, test, evaluate_test, log):
-  """{'best_step', 'test_best'}: the test metrics (`evaluate_test(state)`) of the
-  best eval step's state kept in `best`, written to `log`; {} before any eval.
-  An overfitting run's last step is not its best; `test` is the last step's."""
-  best_step = best.latest_step()
-  if best_step is None:
-    return {}
-  metrics = test if best_step == last_step else evaluate_test(best.restore(state)[0])
-  log.write(best_step, 'test_best', metrics)
-  return {'best_step': best_step, 'test_best': metrics}
-
-
-def _report_start(workdir, config, start):
-  """Records this start in the workdir and says what a resume changes."""
-  changes = workdir_lib.record_start(workdir, config_lib.to_flat_dict(config), start)
-  if not start:
-    return
-  _say(f'resuming {workdir} from its checkpoint at step {start}')
-  if changes:
-    _say('changed since the last start: ' + ', '.join(
-        f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items()))
-  num_steps = config.train.num_steps
-  if start >= num_steps:
-    _say(f'the checkpoint is at step {start}, at or past train.num_steps={num_steps}: '
-         f'nothing is trained; the model of step {start} is evaluated')
-  elif 'train.num_steps' in changes and config.optim.schedule == 'cosine':
-    old = changes['train.num_steps'][0]
-    _say(f'train.num_steps changed from {old} to {num_steps} with a cosine schedule: '
-         f'the learning rate is recomputed over {num_steps} steps and changes at step '
-         f'{start} from what the old schedule gave')
-
-
-def _say(line):
-  """Prints `line` on process 0 (without breaking its progress bar)."""
-  if hosts.is_main():
-    tqdm.write(line)
 
 
 def _fmt(metrics):

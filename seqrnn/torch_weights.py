@@ -71,7 +71,8 @@ def from_torch(state_dict, *, prefix='', dtype=jnp.float32):
       get = lambda kind, side: arrays.get((layer, reverse, kind, side))
       w_ih, w_hh = get('weight', 'ih'), get('weight', 'hh')
       zeros = np.zeros(gates * hidden, np.float32)  # torch's bias=False
-      b_ih, b_hh = (zeros, zeros) if kinds == ('weight',) else (get('bias', 'ih'), get('bias', 'hh'))
+      biases = (zeros, zeros) if kinds == ('weight',) else (get('bias', 'ih'), get('bias', 'hh'))
+      b_ih, b_hh = biases
       name = f'layer_{layer}_backward' if reverse else f'layer_{layer}'
       params[name] = {'cell': {
           'input_projection': {'kernel': jnp.asarray(w_ih.T), 'bias': jnp.asarray(b_ih)},

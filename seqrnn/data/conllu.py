@@ -160,7 +160,8 @@ def turkish_files():
 
 def load_turkish(data_config):
   """Turkish web + wiki treebanks (4,851 sentences), fixed 80/10/10 split."""
-  sentences = [s for path in turkish_files() for s in read_conllu(path, data_config.treebank.tag_column)]
+  column = data_config.treebank.tag_column
+  sentences = [s for path in turkish_files() for s in read_conllu(path, column)]
   parts = split_indices(len(sentences), (0.8, 0.1, 0.1), seed=0)
   train, eval_, test = ([sentences[i] for i in idx] for idx in parts)
   return make_dataset(train, eval_, test, data_config)

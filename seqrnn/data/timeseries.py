@@ -60,9 +60,9 @@ def load(data_config):
   for split in splits.values():
     real = np.arange(split['inputs'].shape[1])[None, :] < split['lengths'][:, None]
     split['inputs'] = np.where(real[..., None], (split['inputs'] - mean) / std, 0).astype(np.float32)
-  if data_config.uea.eval_fraction > 0:
-    eval_idx, train_idx = split_indices(
-        len(train['labels']), (data_config.uea.eval_fraction, 1 - data_config.uea.eval_fraction), seed=0)
+  held_out = data_config.uea.eval_fraction
+  if held_out > 0:
+    eval_idx, train_idx = split_indices(len(train['labels']), (held_out, 1 - held_out), seed=0)
     splits['eval'] = take(splits['train'], eval_idx)
     splits['train'] = take(splits['train'], train_idx)
   else:  # the archives' protocol: train on all of it, no model selection on held-out data

@@ -1,0 +1,101 @@
+"""What a run prepares before its loop: checked data, padded lengths, models and fresh states."""
+
+import pathlib
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from seqrnn import data as data_lib
+from seqrnn.batch import validate_batch
+from seqrnn.data import batching
+from seqrnn.models import build_model
+from seqrnn.tasks import get_task
+from seqrnn.train import create_train_state, make_optimizer
+
+
+def load_and_check_data(config):
+  """The Dataset of `config.data`, every split validated against the model's needs."""
+  dataset = data_lib.load(config.data)
+  for name, split in dataset.splits.items():
+    if config.model.words.char_encoder == 'none':
+      split.pop('chars', None)  # read by nothing: not batched, not sent to the devices
+    validate_batch(split, task=config.task, num_classes=dataset.num_classes,
+                   num_features=dataset.num_features, vocab_size=dataset.vocab_size,
+                   num_chars=dataset.num_chars, name=f'data set {config.data.name!r} split {name!r}')
+  return dataset
+
+
+def use_compilation_cache(directory):
+  """Points JAX's persistent compilation cache at `directory`, so that a second run,
+  or a resume, of the same config loads its compiled steps instead of compiling
+  them again. '' leaves JAX's own setting as it is."""
+  if not directory:
+    return
+  path = str(pathlib.Path(directory).expanduser())
+  if jax.config.jax_compilation_cache_dir != path:
+    jax.config.update('jax_compilation_cache_dir', path)
+    compilation_cache.reset_cache()  # a cache in use would otherwise keep its old directory
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+
+
+class Setup(NamedTuple):
+  dataset: Any
+  buckets: tuple
+  models: list    # each run's model (its evaluation reads its own regularisation rates)
+  states: list    # each run's fresh train state, replicated over every device
+  mesh: Any       # every device of every process, one axis 'data'
+
+
+def seed_keys(seed):
+  """(parameter initialisation key, dropout key) of a run seeded `seed`."""
+  return tuple(jax.random.split(jax.random.key(seed)))
+
+
+def prepare_data(config):
+  """(dataset, buckets) of `config`, checked; with the compilation cache in place."""
+  use_compilation_cache(config.train.compilation_cache)
+  dataset = load_and_check_data(config)
+  num_devices = jax.device_count()
+  for field in ('batch_size', 'eval_batch_size'):
+    if config.data[field] % num_devices:
+      raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
+                       f'{num_devices} devices the batch is sharded over')
+  all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
+  if config.data.num_buckets == 'auto':
+    trained = config.train.num_steps * config.data.batch_size
+    return dataset, batching.auto_bucket_lengths(all_lengths, trained_sequences=trained)
+  return dataset, batching.bucket_lengths(all_lengths, int(config.data.num_buckets))
+
+
+def setup(configs):
+  """Data, buckets, models and fresh train states of `configs` (one group), on every device."""
+  base = configs[0]
+  dataset, buckets = prepare_data(base)
+  models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
+                        vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+            for c in configs]
+  example = batching.train_batch(dataset.splits['train'], 0, batch_size=base.data.batch_size,
+                                 buckets=buckets, seed=base.seed, pack=base.data.pack)
+  # Every device of every process holds the whole state; batches are split by rows.
+  mesh = Mesh(jax.devices(), ('data',))
+  # The first model trains them all (a vectorised step gives each run its own rates).
+  states = [jax.device_put(create_train_state(
+      seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
+      get_task(c.task)), NamedSharding(mesh, P())) for c in configs]
+  return Setup(dataset, buckets, models, states, mesh)
+
+
+def put_sharded(mesh, spec):
+  """A process's share of a global batch -> global arrays sharded as `spec`."""
+  sharding = NamedSharding(mesh, spec)
+  return lambda batch: {k: jax.make_array_from_process_local_data(sharding, v)
+                        for k, v in batch.items()}
+
+
+def packing_line(split, buckets):
+  """How full packed rows are, for the data line."""
+  rows = batching.steps_per_epoch(split, 1, buckets, pack=True)
+  return f', packed {len(split["lengths"]) / rows:.2f} a row ({rows} rows an epoch)'
