@@ -5,6 +5,7 @@ The pieces, from one step to a whole run:
                register_cell; the protocol of the fast paths: ProjectedCell, FusedCell,
                has_fused_loop, hidden_state
   masks        time_mask, packed rows' starts, per-step draws
+  checks       what the modules check of their inputs; checked(fn): the same under jit
   fused        the fused loop (a FusedCell's hand-written backward pass)
   layer        Recurrent: one cell over time, masked by lengths; loops 'fused' and 'scan';
                recurrent dropout and Zoneout
@@ -23,6 +24,7 @@ The pieces, from one step to a whole run:
 """
 
 from seqrnn import hosts
+from seqrnn.checks import checked
 from seqrnn.batch import validate_batch
 from seqrnn.cells import (CELLS, FusedCell, GRUCell, LayerNormGRUCell, LayerNormLSTMCell,
                           LSTMCell, LSTMState, ProjectedCell, has_fused_loop, hidden_state,

@@ -322,7 +322,8 @@ def validate_config(config):
   try:
     loop_for(cell, cell.initialize_carry(jax.random.key(0), (1, 1)), fields['model.impl'],
              fields['model.variational_dropout'],
-             Zoneout(fields['model.zoneout_hidden'], fields['model.zoneout_cell']))
+             Zoneout(fields['model.zoneout_hidden'], fields['model.zoneout_cell']),
+             fields['model.remat_chunk'] if fields['model.remat_chunk'].isdigit() else 'auto')
   except ValueError as e:
     raise ValueError(f'config.model.cell={fields["model.cell"]!r}: {e}') from None
   if not (fields['model.remat_chunk'] == 'auto' or fields['model.remat_chunk'].isdigit()):
@@ -332,6 +333,11 @@ def validate_config(config):
   if not (buckets == 'auto' or (buckets.isdigit() and int(buckets) > 0)):
     raise ValueError(f"config.data.num_buckets={buckets!r} must be 'auto' or a number of padded "
                      f"lengths > 0")
+  if (fields['model.residual'] and fields['model.bidirectional'] and fields['model.merge'] == 'sum'
+      and fields['task'] == 'classification' and fields['model.num_layers'] > 1):
+    raise ValueError("config.model.residual=True with a bidirectional merge='sum' classifier: "
+                     "its top layer's directions stay concatenated (each is pooled on its own), "
+                     "twice as wide as its input, which cannot be added; set one of them off")
   if fields['data.pack'] and fields['task'] != 'labelling':
     raise ValueError(f"config.data.pack=True packs several sequences into a row, for the "
                      f"labelling task; config.task={fields['task']!r} has one label per row")

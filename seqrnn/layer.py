@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn.cells import has_fused_loop, hidden_state
+from seqrnn.checks import check_lengths
 from seqrnn.fused import recurrence
 from seqrnn.masks import per_step_bernoulli, segment_starts, select, time_mask
 
@@ -167,6 +168,10 @@ class Recurrent(nn.Module):
 
     Returns (final carry (a packed row's: its last sequence's), outputs [time, batch, out]).
     """
+    if x_tbf.ndim != 3:
+      raise ValueError(f'Recurrent: inputs have shape {x_tbf.shape}; expected [time, batch, '
+                       f'features] (time-major)')
+    check_lengths(lengths_b, x_tbf.shape[1], x_tbf.shape[0], 'Recurrent')
     mask = time_mask(lengths_b, x_tbf.shape[0])
     resets = None if segments_bt is None else segment_starts(segments_bt, mask)
     # Padded steps are zeroed before the projection: its weight gradient is
@@ -178,7 +183,7 @@ class Recurrent(nn.Module):
     if initial_carry is None:
       initial_carry = self._initial_carry(x_tbf.shape[1:])
     if loop_for(self.cell, initial_carry, self.impl, self.recurrent_dropout,
-                self.zoneout) == 'fused':
+                self.zoneout, self.remat_chunk) == 'fused':
       carry, outputs = recurrence(type(self.cell), self.cell.input_params(x_tbf.shape[-1]),
                                   self.cell.recurrent_params(), x_tbf, mask, initial_carry,
                                   self.unroll, self.remat_chunk, resets)
@@ -217,7 +222,7 @@ class Recurrent(nn.Module):
     return jax.tree.unflatten(tree, learned)
 
 
-def loop_for(cell, carry, impl='auto', recurrent_dropout=0.0, zoneout=Zoneout()):
+def loop_for(cell, carry, impl='auto', recurrent_dropout=0.0, zoneout=Zoneout(), remat_chunk=0):
   """The loop ('fused' or 'scan') that runs `cell` (whose carry is like `carry`) under
   `impl` with these regularisers. Every capability a cell needs is checked here,
   for `Recurrent` and for config validation alike: a ValueError says what is missing."""
@@ -244,4 +249,9 @@ def loop_for(cell, carry, impl='auto', recurrent_dropout=0.0, zoneout=Zoneout())
     raise ValueError(f'impl=\'fused\' needs a cell with a hand-written backward pass (a '
                      f'seqrnn.FusedCell, such as gru, lstm); {name} has none: use '
                      f'impl=\'scan\' or \'auto\' (config.model.impl)')
-  return 'fused' if impl == 'fused' or (impl == 'auto' and fused) else 'scan'
+  loop = 'fused' if impl == 'fused' or (impl == 'auto' and fused) else 'scan'
+  if loop == 'scan' and str(remat_chunk) != '0':
+    raise ValueError(f'remat_chunk={remat_chunk!r} rematerialises the fused loop; {name} runs in '
+                     f'the scan loop here (impl={impl!r}{", regularised" if regularised else ""}),'
+                     f' which would keep every step: set remat_chunk to 0, or use the fused loop')
+  return loop

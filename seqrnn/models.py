@@ -6,6 +6,7 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from seqrnn import checks
 from seqrnn.masks import time_mask
 from seqrnn.stack import RNNStack
 from seqrnn.words import WordEmbedding
@@ -30,9 +31,18 @@ class Encoder(nn.Module):
     return outputs_bth
 
 
-def pool(outputs_bth, lengths_b, how):
+def pool(outputs_bth, lengths_b, how, *, bidirectional=False):
   """One vector per sequence from its real steps: 'last' (the output at
-  `lengths - 1`), 'mean' or 'max'. Returns [batch, hidden]."""
+  `lengths - 1`), 'mean' or 'max'. Returns [batch, hidden].
+
+  `bidirectional`: the outputs are a bidirectional stack's, [forward | backward]
+  concatenated; each half is pooled on its own, and the backward half's 'last'
+  is its step 0 (reading backwards, a sequence ends there)."""
+  checks.check_lengths(lengths_b, outputs_bth.shape[0], outputs_bth.shape[1], 'pool')
+  if bidirectional:
+    forward, backward = jnp.split(outputs_bth, 2, axis=-1)
+    backward = backward[:, 0] if how == 'last' else pool(backward, lengths_b, how)
+    return jnp.concatenate([pool(forward, lengths_b, how), backward], -1)
   if how == 'last':
     return jnp.take_along_axis(outputs_bth, (lengths_b - 1)[:, None, None], axis=1)[:, 0]
   real = time_mask(lengths_b, outputs_bth.shape[1]).transpose(1, 0, 2)  # [batch, time, 1]
@@ -67,13 +77,10 @@ class Classifier(nn.Module):
         raise ValueError("a Classifier pools each direction of a bidirectional stack on its "
                          "own: with merge='sum' the stack needs merge_top=False (as "
                          "build_model sets it)")
-      forward, backward = jnp.split(outputs_bth, 2, axis=-1)
-      # Reading backwards, a sequence's last step is its step 0.
-      backward = (backward[:, 0] if self.pooling == 'last'
-                  else pool(backward, lengths_b, self.pooling))
-      forward = pool(forward, lengths_b, self.pooling)
-      pooled = (jnp.concatenate([forward, backward], -1) if stack.merge == 'concat'
-                else forward + backward)
+      pooled = pool(outputs_bth, lengths_b, self.pooling, bidirectional=True)
+      if stack.merge == 'sum':
+        forward, backward = jnp.split(pooled, 2, axis=-1)
+        pooled = forward + backward
     else:
       pooled = pool(outputs_bth, lengths_b, self.pooling)
     return nn.Dense(self.num_classes, name='head')(pooled.astype(jnp.float32))

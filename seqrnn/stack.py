@@ -6,8 +6,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from seqrnn import checks
 from seqrnn.cells import make_cell
-from seqrnn.layer import Recurrent, Zoneout, is_on
+from seqrnn.layer import IMPLS, Recurrent, Zoneout, is_on
 from seqrnn.masks import per_step_bernoulli, time_mask
 
 
@@ -74,6 +75,22 @@ class RNNStack(nn.Module):
   zoneout_cell: float = 0.0
   remat_chunk: Any = 0
 
+  def __post_init__(self):
+    """Attributes are checked when the stack is made, naming the bad one."""
+    for name in ('hidden_size', 'num_layers', 'unroll'):
+      checks.check_positive(getattr(self, name), name, 'RNNStack')
+    for name in ('dropout_rate', 'variational_dropout', 'zoneout_hidden', 'zoneout_cell'):
+      checks.check_rate(getattr(self, name), name, 'RNNStack')
+    if self.merge not in MERGES:
+      raise ValueError(f'RNNStack: merge={self.merge!r} is not one of {list(MERGES)}')
+    if self.impl not in IMPLS:
+      raise ValueError(f'RNNStack: impl={self.impl!r} is not one of {list(IMPLS)}')
+    if self.impl == 'scan' and str(self.remat_chunk) != '0':
+      raise ValueError(f"RNNStack: remat_chunk={self.remat_chunk!r} rematerialises the fused "
+                       f"loop; impl='scan' would keep every step: set remat_chunk=0 or "
+                       f"impl='fused' or 'auto'")
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, x_btf, lengths_b, *, train, initial_carries=None, segments_bt=None):
     """x_btf: [batch, time, features]; lengths_b: int [batch]; initial_carries:
@@ -87,8 +104,12 @@ class RNNStack(nn.Module):
              a bidirectional layer's is (forward carry, backward carry), the
              backward one being its carry after reading step 0).
     """
-    if self.merge not in MERGES:
-      raise ValueError(f'merge={self.merge!r} is not one of {list(MERGES)}')
+    if x_btf.ndim != 3:
+      raise ValueError(f'RNNStack: inputs have shape {x_btf.shape}; expected [batch, time, '
+                       f'features] (batch-major)')
+    checks.check_lengths(lengths_b, x_btf.shape[0], x_btf.shape[1], 'RNNStack')
+    if segments_bt is not None:
+      checks.check_segments(segments_bt, lengths_b, 'RNNStack')
     num_steps = x_btf.shape[1]
     mask = time_mask(lengths_b, num_steps)
     # Zeroed padding, so that a residual connection cannot carry it upwards.
@@ -128,6 +149,10 @@ class RNNStack(nn.Module):
         y = dropout(self.make_rng('dropout'), y, self.dropout_rate)
       if self.residual and y.shape[-1] == x.shape[-1]:
         y = y + x
+      elif self.residual and i > 0:  # the first layer's input may be narrower: documented
+        raise ValueError(f'RNNStack: residual=True, but layer {i} reads {x.shape[-1]} features '
+                         f'and writes {y.shape[-1]} (a bidirectional top layer concatenated by '
+                         f'merge_top=False?): its input cannot be added')
       x = y
       carries.append(carry)
     if variational:
