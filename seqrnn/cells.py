@@ -18,6 +18,7 @@ read by `hidden_state`.
 """
 
 import dataclasses
+import functools
 import importlib
 from typing import Any, ClassVar, NamedTuple
 
@@ -435,11 +436,25 @@ def resolve_cell(spec):
 
 def make_cell(spec, features, dtype=jnp.float32):
   """A cell of `features` units, unbound (it takes the name of the layer attribute
-  it is given to). The class must take `features`, and `dtype` if it has one."""
-  cls = resolve_cell(spec)
-  fields = {f.name for f in dataclasses.fields(cls)}
+  it is given to). `spec`: a name in CELLS, a dotted path, a cell class (made with
+  `features=features`, and `dtype` if it has one), a `functools.partial` of one (its
+  own arguments kept, e.g. `partial(nn.GRUCell, gate_fn=...)`), or a cell instance
+  (`nn.MGUCell(8)`: cloned as it is; its features must be `features`)."""
+  if isinstance(spec, nn.Module):
+    if getattr(spec, 'features', features) != features:
+      raise ValueError(f'cell {type(spec).__name__} has features={spec.features}, but the stack '
+                       f'has hidden_size={features}: give them the same value')
+    return spec.clone(parent=None, name=None)
+  made = spec.func if isinstance(spec, functools.partial) else resolve_cell(spec)
+  if not (isinstance(made, type) and issubclass(made, nn.Module)):
+    raise ValueError(f'cell {spec!r} is not a Flax cell class, instance, partial of a class, '
+                     f'name in {sorted(CELLS)} or dotted path')
+  fields = {f.name for f in dataclasses.fields(made)}
   if 'features' not in fields:
-    raise ValueError(f'cell {cls.__name__} has no `features` field: a cell takes its number '
+    raise ValueError(f'cell {made.__name__} has no `features` field: a cell takes its number '
                      f'of units as `features`, as Flax cells do')
   kwargs = {'dtype': dtype} if 'dtype' in fields else {}
-  return cls(features=features, parent=None, **kwargs)
+  if isinstance(spec, functools.partial):
+    kwargs = {k: v for k, v in kwargs.items() if k not in spec.keywords}  # the partial's own
+    return spec(features=features, parent=None, **kwargs)
+  return made(features=features, parent=None, **kwargs)

@@ -212,6 +212,7 @@ def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, 
     if 'forward-mode' not in str(e):
       raise
     raise TypeError(f'the fused loop of {cell.__name__} has a hand-written backward pass and '
-                    f'no forward-mode derivative (jax.jvp, jax.jacfwd, Hessian-vector '
-                    f'products); use the scan loop for them: model.impl=\'scan\' '
-                    f'(Recurrent/RNNStack impl=\'scan\')') from e
+                    f'no forward-mode derivative of its outputs (jax.jvp, jax.jacfwd; '
+                    f'forward-over-reverse Hessian-vector products of a loss do work); use the '
+                    f'scan loop for them: model.impl=\'scan\' (Recurrent/RNNStack '
+                    f'impl=\'scan\')') from e

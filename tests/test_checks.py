@@ -108,3 +108,40 @@ def test_pool_of_a_bidirectional_stacks_outputs_takes_the_backward_half_at_step_
   np.testing.assert_allclose(pool(outputs, lengths, 'last', bidirectional=True),
                              np.concatenate([forward_carry, backward_carry], -1), rtol=1e-6)
   assert not np.allclose(pool(outputs, lengths, 'last')[:, 4:], backward_carry)  # the old reading
+
+
+def test_any_cell_object_runs_a_cell_instance_a_partial_a_class_or_a_name():
+  import functools
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(1), X.shape)
+  lengths = jnp.array([5, 3, 2])
+  hard = functools.partial(nn.GRUCell, gate_fn=jax.nn.hard_sigmoid)
+  for cell, flax_cell in [(nn.MGUCell(4), nn.MGUCell(4)), (hard, hard(features=4)),
+                          (nn.GRUCell, nn.GRUCell(4)), ('flax_lstm', nn.LSTMCell(4))]:
+    stack = RNNStack(cell=cell, hidden_size=4)
+    params = stack.init(jax.random.key(0), x, lengths, train=False)
+    outputs, _ = stack.apply(params, x, lengths, train=False)
+    # Flax's own nn.RNN over the same cell and parameters, as the reference.
+    expected = nn.RNN(flax_cell).apply({'params': params['params']['layer_0']}, x,
+                                       seq_lengths=lengths)
+    real = np.arange(5)[None, :, None] < np.asarray(lengths)[:, None, None]
+    np.testing.assert_allclose(np.where(real, outputs, 0), np.where(real, expected, 0),
+                               rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r'cell MGUCell has features=8, but the stack has '
+                                       r'hidden_size=4'):
+    RNNStack(cell=nn.MGUCell(8), hidden_size=4).init(jax.random.key(0), x, lengths, train=False)
+
+
+def test_forward_over_reverse_hessian_vector_products_go_through_the_fused_loop():
+  stack = RNNStack(cell='gru', hidden_size=4, impl='fused')
+  x, lengths = jax.random.normal(jax.random.key(1), X.shape), jnp.array([5, 3, 2])
+  params = stack.init(jax.random.key(0), x, lengths, train=False)
+  loss = lambda p: (stack.apply(p, x, lengths, train=False)[0] ** 2).sum()
+  grad, scan_grad = jax.grad(loss), jax.grad(
+      lambda p: (stack.clone(impl='scan').apply(p, x, lengths, train=False)[0] ** 2).sum())
+  v = jax.tree.map(jnp.ones_like, params)
+  hvp, scan_hvp = (jax.jvp(g, (params,), (v,))[1] for g in (grad, scan_grad))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), hvp, scan_hvp)
+  with pytest.raises(TypeError, match=r'forward-over-reverse Hessian-vector products of a loss '
+                                      r'do work'):
+    jax.jvp(lambda x: stack.apply(params, x, lengths, train=False)[0], (x,), (x,))
