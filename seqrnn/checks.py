@@ -49,6 +49,35 @@ def _concrete(x):
     return None
 
 
+def lengths_of(lengths_or_mask, batch, num_steps, where):
+  """int32 lengths [batch] from what a caller gives: None (every sequence fills the time
+  axis, as `nn.RNN(seq_lengths=None)`), lengths [batch], or a boolean mask [batch, time]
+  that is True on each sequence's real steps, which must come first (right padding)."""
+  if lengths_or_mask is None:
+    return jnp.full((batch,), num_steps, jnp.int32)
+  given = jnp.asarray(lengths_or_mask)
+  if given.dtype != jnp.bool_:
+    check_lengths(given, batch, num_steps, where)
+    return given
+  if given.shape != (batch, num_steps):
+    raise ValueError(f'{where}: the mask has shape {given.shape}; expected ({batch}, '
+                     f'{num_steps}), [batch, time] like the inputs')
+  lengths = given.sum(1, dtype=jnp.int32)
+  values = _concrete(given)
+  right_padded = given == (jnp.arange(num_steps)[None, :] < lengths[:, None])
+  if values is not None:
+    bad = np.argwhere(~np.asarray(right_padded))
+    if len(bad):
+      b, t = bad[0]
+      raise ValueError(f'{where}: mask[{b}, {t}] is {values[b, t]}, but row {b} has '
+                       f'{int(lengths[b])} real steps: a mask must be True on its first steps '
+                       f'and False after them (right padding)')
+  elif _CHECKING.get():
+    checkify.debug_check(jnp.all(right_padded), f'{where}: a mask must be right-padded')
+  check_lengths(lengths, batch, num_steps, where)
+  return lengths
+
+
 def check_lengths(lengths_b, batch, num_steps, where):
   """`lengths_b`: integers [batch], each in [1, num_steps] (a sequence has at least one
   real step and no more than the time axis holds)."""

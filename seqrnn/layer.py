@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn.cells import has_fused_loop, hidden_state
-from seqrnn.checks import check_lengths
+from seqrnn.checks import lengths_of
 from seqrnn.fused import recurrence
 from seqrnn.masks import per_step_bernoulli, segment_starts, select, time_mask
 
@@ -160,8 +160,10 @@ class Recurrent(nn.Module):
   remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
 
   @nn.compact
-  def __call__(self, x_tbf, lengths_b, initial_carry=None, *, train=False, segments_bt=None):
-    """x_tbf: [time, batch, in]; lengths_b: int [batch]; initial_carry: the cell's
+  def __call__(self, x_tbf, lengths_b=None, initial_carry=None, *, train=False,
+               segments_bt=None):
+    """x_tbf: [time, batch, in]; lengths_b: int [batch], a right-padded boolean mask
+    [batch, time], or None (full length); initial_carry: the cell's
     carry for [batch] sequences, or None for the (zero or learned) initial carry;
     segments_bt: None, or int [batch, time] for packed rows (`seqrnn.batch`):
     each sequence of a row starts from the initial carry.
@@ -171,7 +173,7 @@ class Recurrent(nn.Module):
     if x_tbf.ndim != 3:
       raise ValueError(f'Recurrent: inputs have shape {x_tbf.shape}; expected [time, batch, '
                        f'features] (time-major)')
-    check_lengths(lengths_b, x_tbf.shape[1], x_tbf.shape[0], 'Recurrent')
+    lengths_b = lengths_of(lengths_b, x_tbf.shape[1], x_tbf.shape[0], 'Recurrent')
     mask = time_mask(lengths_b, x_tbf.shape[0])
     resets = None if segments_bt is None else segment_starts(segments_bt, mask)
     # Padded steps are zeroed before the projection: its weight gradient is

@@ -31,14 +31,15 @@ class Encoder(nn.Module):
     return outputs_bth
 
 
-def pool(outputs_bth, lengths_b, how, *, bidirectional=False):
+def pool(outputs_bth, lengths_b, how='last', *, bidirectional=False):
   """One vector per sequence from its real steps: 'last' (the output at
   `lengths - 1`), 'mean' or 'max'. Returns [batch, hidden].
 
   `bidirectional`: the outputs are a bidirectional stack's, [forward | backward]
   concatenated; each half is pooled on its own, and the backward half's 'last'
-  is its step 0 (reading backwards, a sequence ends there)."""
-  checks.check_lengths(lengths_b, outputs_bth.shape[0], outputs_bth.shape[1], 'pool')
+  is its step 0 (reading backwards, a sequence ends there). `lengths_b` may also be
+  a right-padded boolean mask [batch, time] or None (full length)."""
+  lengths_b = checks.lengths_of(lengths_b, outputs_bth.shape[0], outputs_bth.shape[1], 'pool')
   if bidirectional:
     forward, backward = jnp.split(outputs_bth, 2, axis=-1)
     backward = backward[:, 0] if how == 'last' else pool(backward, lengths_b, how)

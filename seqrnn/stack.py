@@ -92,8 +92,9 @@ class RNNStack(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x_btf, lengths_b, *, train, initial_carries=None, segments_bt=None):
-    """x_btf: [batch, time, features]; lengths_b: int [batch]; initial_carries:
+  def __call__(self, x_btf, lengths_b=None, *, train, initial_carries=None, segments_bt=None):
+    """x_btf: [batch, time, features]; lengths_b: int [batch], or a right-padded boolean
+    mask [batch, time], or None (every sequence fills the time axis); initial_carries:
     None, or one entry per layer: the cell's carry for [batch] sequences (for a
     bidirectional layer a (forward, backward) pair), or None for the default;
     segments_bt: None, or int [batch, time] for packed rows (`seqrnn.batch`):
@@ -107,7 +108,7 @@ class RNNStack(nn.Module):
     if x_btf.ndim != 3:
       raise ValueError(f'RNNStack: inputs have shape {x_btf.shape}; expected [batch, time, '
                        f'features] (batch-major)')
-    checks.check_lengths(lengths_b, x_btf.shape[0], x_btf.shape[1], 'RNNStack')
+    lengths_b = checks.lengths_of(lengths_b, x_btf.shape[0], x_btf.shape[1], 'RNNStack')
     if segments_bt is not None:
       checks.check_segments(segments_bt, lengths_b, 'RNNStack')
     num_steps = x_btf.shape[1]

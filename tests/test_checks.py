@@ -145,3 +145,25 @@ def test_forward_over_reverse_hessian_vector_products_go_through_the_fused_loop(
   with pytest.raises(TypeError, match=r'forward-over-reverse Hessian-vector products of a loss '
                                       r'do work'):
     jax.jvp(lambda x: stack.apply(params, x, lengths, train=False)[0], (x,), (x,))
+
+
+def test_lengths_may_be_left_out_or_given_as_a_right_padded_mask():
+  stack = RNNStack(cell='lstm', hidden_size=4, bidirectional=True)
+  x = jax.random.normal(jax.random.key(1), X.shape)
+  lengths = jnp.array([5, 3, 2])
+  params = stack.init(jax.random.key(0), x, train=False)  # no lengths: full length
+  full, _ = stack.apply(params, x, jnp.full((3,), 5), train=False)
+  np.testing.assert_array_equal(stack.apply(params, x, train=False)[0], full)
+  mask = np.arange(5)[None, :] < np.asarray(lengths)[:, None]
+  by_lengths, carries = stack.apply(params, x, lengths, train=False)
+  by_mask, mask_carries = stack.apply(params, x, jnp.asarray(mask), train=False)
+  np.testing.assert_array_equal(by_mask, by_lengths)
+  jax.tree.map(np.testing.assert_array_equal, mask_carries, carries)
+  np.testing.assert_array_equal(pool(by_mask, jnp.asarray(mask), 'mean'),
+                                pool(by_lengths, lengths, 'mean'))
+  left_padded = mask[:, ::-1].copy()
+  with pytest.raises(ValueError, match=r'RNNStack: mask\[1, 0\] is False, but row 1 has 3 real '
+                                       r'steps: a mask must be True on its first steps'):
+    stack.apply(params, x, jnp.asarray(left_padded), train=False)
+  with pytest.raises(ValueError, match=r'the mask has shape \(3, 4\); expected \(3, 5\)'):
+    stack.apply(params, x, jnp.asarray(mask[:, :4]), train=False)
