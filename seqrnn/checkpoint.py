@@ -74,13 +74,14 @@ class Checkpoints:
       raise NoUsableCheckpoint(f'{self.directory} has no checkpoint of step {step} '
                                f'(it has {sorted(steps)})')
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state))
+    target_shapes = _shapes(target)
     for s in steps if step is None else [step]:
       try:
         saved = self._manager.item_metadata(s)['state']
         saved = _shapes(getattr(saved, 'tree', saved))
       except Exception:  # noqa: BLE001 - unreadable metadata: the restore below tells
         saved = {}
-      differences = _differences(saved, target) if saved else []
+      differences = _differences(saved, target_shapes) if saved else []
       # Every process takes the same branch (the restore is a collective).
       if hosts.any_process(bool(differences)):
         raise CheckpointMismatch(
@@ -159,9 +160,8 @@ def _shapes(tree):
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _differences(saved, target):
+def _differences(saved, now):
   """Lines naming each array whose name, shape or dtype differs between two `_shapes`."""
-  now = _shapes(target)
   out = []
   for name in sorted(set(saved) | set(now)):
     a, b = saved.get(name), now.get(name)

@@ -19,7 +19,7 @@ import numpy as np
 
 from seqrnn import config as config_lib
 from seqrnn.data import batching
-from seqrnn.train import make_optimizer, train_step, with_hyperparams_of
+from seqrnn.train import make_optimizer, train_step
 
 # The per-model values (`Field.vectorised` in the schema). The seed gives each run
 # its initial state and keys, weight decay lives in the optimiser state; the
@@ -43,14 +43,6 @@ def group_key(config):
 # Jitted, so that they also take arrays that span several processes.
 stack = jax.jit(lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
 take = jax.jit(lambda tree, k: jax.tree.map(lambda x: x[k], tree))
-
-
-def stacked_state(states, fresh):
-  """The runs' (restored) train states as one, each with the hyperparameters of its
-  config (`fresh`: its fresh state) and all with the first one's static optimiser."""
-  tx = fresh[0].tx
-  return stack([s.replace(opt_state=with_hyperparams_of(s.opt_state, f.opt_state), tx=tx)
-                for s, f in zip(states, fresh)])
 
 
 def stacked_batch(batches):

@@ -182,11 +182,12 @@ def _loop(runs, setup, start):
   batch_args = dict(batch_size=configs[0].data.batch_size, buckets=buckets,
                     pack=configs[0].data.pack, process_index=jax.process_index(),
                     process_count=jax.process_count())
+  put_rows = put_sharded(mesh, P('data'))  # [batch, ...]: split by rows over every device
   if k_runs == 1:
     state = runs[0].state
     jitted = jax.jit(train_step, donate_argnums=0)
     extra = (jax.random.wrap_key_data(runs[0].key_data),)
-    put = put_sharded(mesh, P('data'))
+    put = put_rows
     make = lambda step: put(batching.train_batch(dataset.splits['train'], step,
                                                  seed=configs[0].seed, **batch_args))
   else:  # [models, batch, ...]: the batch axis sharded
@@ -208,7 +209,7 @@ def _loop(runs, setup, start):
       start_compile = time.perf_counter()
       compiled[shape] = jitted.lower(state, batch, *extra).compile()
       say(f'compiled the train step for inputs {shape} in '
-           f'{time.perf_counter() - start_compile:.1f} s')
+          f'{time.perf_counter() - start_compile:.1f} s')
       bar.set_description(bar_name)
       bar.unpause()  # the rate and the time left exclude compilation
     return compiled[shape](state, batch, *extra)
@@ -223,8 +224,7 @@ def _loop(runs, setup, start):
 
   def evaluate(k, split, state_k, stop=None):
     """Metrics of `split`; raises Preempted between batches once `stop` is set."""
-    return _evaluate(state_k, dataset.splits[split], configs[k], buckets,
-                     put_sharded(mesh, P('data')),
+    return _evaluate(state_k, dataset.splits[split], configs[k], buckets, put_rows,
                      stop, on_stop=lambda: (
                          f'stopped by a signal during the final {split} evaluation; '
                          f'{saved(last_step)}; run again with the same --workdir to evaluate it'))
@@ -292,9 +292,9 @@ def _loop(runs, setup, start):
 
 def _drain(pending, runs):
   """Fetches the pending steps' metrics into each run still training."""
+  picks = [lambda x: x] if len(runs) == 1 else [lambda x, k=k: x[k] for k in range(len(runs))]
   for (step, _), metrics in zip(pending, hosts.local_value([m for _, m in pending])):
-    for k, r in enumerate(runs):
-      pick = (lambda x: x) if len(runs) == 1 else (lambda x, k=k: x[k])
+    for r, pick in zip(runs, picks):
       if r.error is None:
         r.add(step, {name: (float(pick(s)), float(pick(n))) for name, (s, n) in metrics.items()})
 
@@ -308,12 +308,12 @@ def _say_data(config, dataset, buckets):
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
   say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
-       f'padded lengths {buckets}{packing_line(train_split, buckets) if config.data.pack else ""}, '
-       f'padding fraction of a training epoch {padding:.3f}, '
-       f'of evaluation {eval_padding:.3f}')
+      f'padded lengths {buckets}{packing_line(train_split, buckets) if config.data.pack else ""}, '
+      f'padding fraction of a training epoch {padding:.3f}, '
+      f'of evaluation {eval_padding:.3f}')
   if dataset.splits['eval'] is train_split:
     say('the eval split is the training split (data.uea.eval_fraction=0): eval metrics are '
-         'training metrics without dropout, and the test line is the model of the last step')
+        'training metrics without dropout, and the test line is the model of the last step')
 
 
 def _say_eval(step, runs):

@@ -144,12 +144,12 @@ def report_start(workdir, config, start):
   num_steps = config.train.num_steps
   if start >= num_steps:
     say(f'the checkpoint is at step {start}, at or past train.num_steps={num_steps}: '
-         f'nothing is trained; the model of step {start} is evaluated')
+        f'nothing is trained; the model of step {start} is evaluated')
   elif 'train.num_steps' in changes and config.optim.schedule == 'cosine':
     old = changes['train.num_steps'][0]
     say(f'train.num_steps changed from {old} to {num_steps} with a cosine schedule: '
-         f'the learning rate is recomputed over {num_steps} steps and changes at step '
-         f'{start} from what the old schedule gave')
+        f'the learning rate is recomputed over {num_steps} steps and changes at step '
+        f'{start} from what the old schedule gave')
 
 
 def say(line):
