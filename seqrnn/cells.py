@@ -14,7 +14,12 @@ researcher can subclass, its docstring the one list of members and shapes:
 loop; variational dropout) and `FusedCell` (the fused loop's hand-written
 backward pass). `has_fused_loop` checks a cell against the second, completely:
 config validation and the layer call it. The hidden state h of any carry is
-read by `hidden_state`.
+read by `hidden_state` (and c by `cell_state`), whatever the cell.
+
+Precision follows Flax: `dtype` is the computation's (matmuls and gate
+activations), `param_dtype` the parameters' and the carry's (the state summed
+into over every step stays in it; float32 by default). Gradients come back in
+`param_dtype`, as the parameters are.
 """
 
 import dataclasses
@@ -38,16 +43,54 @@ def _split(gates, n):
   return jnp.split(gates, n, axis=-1)
 
 
+def accumulation_dtype(dtype):
+  """The dtype gradients are summed in: float32, or wider if `dtype` is (float64)."""
+  return jnp.promote_types(jnp.float32, dtype)
+
+
 def _hidden_by_steps(h_prev_tbh, d_gates_tbg):
   """sum over time and batch of h^T d_gates: [hidden, gates], one big matmul."""
   return jnp.einsum('tbh,tbg->hg', h_prev_tbh, d_gates_tbg.astype(h_prev_tbh.dtype),
-                    preferred_element_type=jnp.float32)
+                    preferred_element_type=accumulation_dtype(d_gates_tbg.dtype))
+
+
+def _is_pair(carry):
+  return type(carry) is tuple and len(carry) == 2  # Flax's LSTM cells: (c, h)
 
 
 def hidden_state(carry):
-  """h [batch, H] of a cell's carry: the carry itself (GRU and most cells), or its
-  `hidden` field (`LSTMState`)."""
-  return getattr(carry, 'hidden', carry)
+  """h [batch, H] of any cell's carry: the carry itself (GRU and most cells), its
+  `hidden` field (seqrnn's `LSTMState(hidden, cell)`), or the second of a pair
+  (Flax's LSTM cells' carry `(c, h)`)."""
+  if hasattr(carry, 'hidden'):
+    return carry.hidden
+  if _is_pair(carry):
+    return carry[1]
+  if not hasattr(carry, 'shape'):
+    raise ValueError(f'hidden_state: a carry is h alone, an LSTMState(hidden, cell) or Flax\'s '
+                     f'(c, h) pair; this one is {jax.tree.structure(carry)}')
+  return carry
+
+
+def cell_state(carry):
+  """c [batch, H] of an LSTM's carry (`LSTMState.cell`, the first of Flax's `(c, h)`);
+  None for a carry that has none (h alone: GRU and most cells)."""
+  if hasattr(carry, 'cell'):
+    return carry.cell
+  if _is_pair(carry):
+    return carry[0]
+  hidden_state(carry)  # names a carry of no known kind
+  return None
+
+
+def with_states(carry, hidden, cell=None):
+  """`carry` with its h replaced by `hidden` (and its c by `cell`, unless None)."""
+  if hasattr(carry, 'hidden'):
+    return carry._replace(hidden=hidden, **({} if cell is None else {'cell': cell}))
+  if _is_pair(carry):
+    return (carry[0] if cell is None else cell, hidden)
+  hidden_state(carry)
+  return hidden
 
 
 class ProjectedCell(nn.RNNCellBase):
@@ -62,7 +105,8 @@ class ProjectedCell(nn.RNNCellBase):
     carry_from_zeros(zeros [batch, H]) -> carry (static; default: h alone)
   """
   features: int
-  dtype: Any = jnp.float32  # computation dtype; parameters and carry stay float32
+  dtype: Any = jnp.float32        # the computation's (matmuls, gate activations)
+  param_dtype: Any = jnp.float32  # the parameters' and the carry's
   num_gates: ClassVar[int]
 
   def __call__(self, carry, x):
@@ -73,7 +117,8 @@ class ProjectedCell(nn.RNNCellBase):
   def initialize_carry(self, rng, input_shape):
     """The zero carry for inputs of `input_shape` [batch, in]."""
     del rng
-    return self.carry_from_zeros(jnp.zeros(input_shape[:-1] + (self.features,), jnp.float32))
+    return self.carry_from_zeros(jnp.zeros(input_shape[:-1] + (self.features,),
+                                           self.param_dtype))
 
   @staticmethod
   def carry_from_zeros(zeros):
@@ -94,13 +139,14 @@ class InputProjection(nn.Module):
   a call (`params`), to project each step inside its loop."""
   features: int
   dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def params(self, in_features):
     """(kernel [in_features, features], bias [features]) in the compute dtype."""
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (in_features, self.features),
-                        jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+                        self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), self.param_dtype)
     return kernel.astype(self.dtype), bias.astype(self.dtype)
 
   def __call__(self, x):
@@ -143,11 +189,12 @@ class FusedCell(ProjectedCell):
 
   def setup(self):
     gates = self.num_gates * self.features
-    self.input_projection = InputProjection(gates, dtype=self.dtype)
+    self.input_projection = InputProjection(gates, dtype=self.dtype,
+                                            param_dtype=self.param_dtype)
     self.recurrent_kernel = self.param('recurrent_kernel', nn.initializers.orthogonal(),
-                                       (self.features, gates), jnp.float32)
+                                       (self.features, gates), self.param_dtype)
     self.recurrent_bias = self.param('recurrent_bias', self.init_recurrent_bias, (gates,),
-                                     jnp.float32)
+                                     self.param_dtype)
 
   def project(self, x):
     """x [..., in] -> x @ W_i + b_i [..., G*H]."""
@@ -204,13 +251,14 @@ class GRUCell(FusedCell):
 
   @staticmethod
   def step_backward(w_h, residuals, d_new_h):
-    h, r, z, n, hn = (x.astype(jnp.float32) for x in residuals)
+    acc = d_new_h.dtype  # the carry's: float32, or float64
+    h, r, z, n, hn = (x.astype(acc) for x in residuals)
     d_n = d_new_h * (1.0 - z)
     d_an = d_n * (1.0 - n * n)                     # through tanh
     d_az = d_new_h * (h - n) * z * (1.0 - z)       # through sigmoid
     d_ar = d_an * hn * r * (1.0 - r)
     d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r], -1)
-    d_h = d_new_h * z + (d_h_proj.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
+    d_h = d_new_h * z + (d_h_proj.astype(w_h.dtype) @ w_h.T).astype(acc)
     return d_h, jnp.concatenate([d_ar, d_az, d_an], -1)
 
   @staticmethod
@@ -221,7 +269,7 @@ class GRUCell(FusedCell):
   def recurrent_grads(saved, d_x_proj):
     h, r = saved
     d_ar, d_az, d_an = _split(d_x_proj, 3)
-    d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r.astype(jnp.float32)], -1)
+    d_h_proj = jnp.concatenate([d_ar, d_az, d_an * r.astype(d_x_proj.dtype)], -1)
     return _hidden_by_steps(h.astype(r.dtype), d_h_proj), d_h_proj.sum((0, 1))
 
 
@@ -270,12 +318,12 @@ class LSTMCell(FusedCell):
 
   @staticmethod
   def step_backward(w_h, residuals, d_new):
-    h, c, i, f, g, o, tanh_c = (x.astype(jnp.float32) for x in residuals)
     d_h, d_c = d_new
+    h, c, i, f, g, o, tanh_c = (x.astype(d_c.dtype) for x in residuals)
     d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
     d_gates = jnp.concatenate([d_c * g * i * (1.0 - i), d_c * c * f * (1.0 - f),
                                d_c * i * (1.0 - g * g), d_h * tanh_c * o * (1.0 - o)], -1)
-    d_prev_h = (d_gates.astype(w_h.dtype) @ w_h.T).astype(jnp.float32)
+    d_prev_h = (d_gates.astype(w_h.dtype) @ w_h.T).astype(d_c.dtype)
     return LSTMState(d_prev_h, d_c * f), d_gates
 
   @staticmethod
@@ -292,11 +340,12 @@ class _LayerNormCell(ProjectedCell):
 
   def setup(self):
     gates = self.num_gates * self.features
-    self.input_projection = nn.Dense(gates, use_bias=False, dtype=self.dtype)
-    self.input_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, dtype=self.dtype)
+    dtypes = {'dtype': self.dtype, 'param_dtype': self.param_dtype}
+    self.input_projection = nn.Dense(gates, use_bias=False, **dtypes)
+    self.input_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, **dtypes)
     self.recurrent_kernel = self.param('recurrent_kernel', nn.initializers.orthogonal(),
-                                       (self.features, gates), jnp.float32)
-    self.bias = self.param('bias', self.init_bias, (gates,), jnp.float32)
+                                       (self.features, gates), self.param_dtype)
+    self.bias = self.param('bias', self.init_bias, (gates,), self.param_dtype)
     self.setup_norms()
 
   def project(self, x):
@@ -329,14 +378,15 @@ class LayerNormLSTMCell(_LayerNormCell):
   init_bias = staticmethod(LSTMCell.init_recurrent_bias)  # forget gate 1
 
   def setup_norms(self):
-    self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, dtype=self.dtype)
-    self.cell_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
+    dtypes = {'dtype': self.dtype, 'param_dtype': self.param_dtype}
+    self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, use_bias=False, **dtypes)
+    self.cell_norm = nn.LayerNorm(epsilon=1e-5, **dtypes)
 
   def step_projected(self, carry, x_proj, recurrent_mask=None):
     h, c = carry
     i, f, g, o = _split(x_proj + self.recurrent(_masked(h, recurrent_mask)), 4)
-    new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(jnp.float32)
-    new_h = (jax.nn.sigmoid(o) * jnp.tanh(self.cell_norm(new_c))).astype(jnp.float32)
+    new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
+    new_h = (jax.nn.sigmoid(o) * jnp.tanh(self.cell_norm(new_c))).astype(h.dtype)
     return LSTMState(new_h, new_c), new_h
 
   carry_from_zeros = staticmethod(_lstm_carry)
@@ -356,14 +406,15 @@ class LayerNormGRUCell(_LayerNormCell):
   init_bias = staticmethod(nn.initializers.zeros_init())
 
   def setup_norms(self):
-    self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
+    self.recurrent_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype,
+                                       param_dtype=self.param_dtype)
 
   def step_projected(self, h, x_proj, recurrent_mask=None):
     hr, hz, hn = _split(self.recurrent(_masked(h, recurrent_mask)), 3)
     xr, xz, xn = _split(x_proj, 3)
     r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
-    new_h = ((1.0 - z) * n + z * h).astype(jnp.float32)
+    new_h = ((1.0 - z) * n + z * h).astype(h.dtype)
     return new_h, new_h
 
 
@@ -434,10 +485,10 @@ def resolve_cell(spec):
   return cls
 
 
-def make_cell(spec, features, dtype=jnp.float32):
+def make_cell(spec, features, dtype=jnp.float32, param_dtype=jnp.float32):
   """A cell of `features` units, unbound (it takes the name of the layer attribute
   it is given to). `spec`: a name in CELLS, a dotted path, a cell class (made with
-  `features=features`, and `dtype` if it has one), a `functools.partial` of one (its
+  `features=features`, and `dtype`, `param_dtype` where it has them), a `functools.partial` of one (its
   own arguments kept, e.g. `partial(nn.GRUCell, gate_fn=...)`), or a cell instance
   (`nn.MGUCell(8)`: cloned as it is; its features must be `features`)."""
   if isinstance(spec, nn.Module):
@@ -453,7 +504,7 @@ def make_cell(spec, features, dtype=jnp.float32):
   if 'features' not in fields:
     raise ValueError(f'cell {made.__name__} has no `features` field: a cell takes its number '
                      f'of units as `features`, as Flax cells do')
-  kwargs = {'dtype': dtype} if 'dtype' in fields else {}
+  kwargs = {k: v for k, v in (('dtype', dtype), ('param_dtype', param_dtype)) if k in fields}
   if isinstance(spec, functools.partial):
     kwargs = {k: v for k, v in kwargs.items() if k not in spec.keywords}  # the partial's own
     return spec(features=features, parent=None, **kwargs)

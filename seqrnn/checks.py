@@ -137,3 +137,15 @@ def check_positive(value, name, where):
   """An integer >= 1 (a count: units, layers, steps)."""
   if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1):
     raise ValueError(f'{where}: {name}={value!r} must be an integer >= 1')
+
+
+def warn_changing(message):
+  """A FutureWarning pointing at the researcher's line: the first frame outside
+  seqrnn, Flax and JAX (a module's call goes through several of theirs)."""
+  import sys
+  import warnings
+  level, frame = 2, sys._getframe(1)
+  while frame is not None and frame.f_globals.get('__name__', '').split('.')[0] in (
+      'seqrnn', 'flax', 'jax', 'contextlib', 'functools'):
+    level, frame = level + 1, frame.f_back
+  warnings.warn(message, FutureWarning, stacklevel=level)

@@ -80,8 +80,9 @@ def _schema():
                           fixed=True),
       'model.initial_carry': F('zeros', "each layer's initial carry: 'zeros' or 'learned'",
                                choices=('zeros', 'learned'), fixed=True),
-      'model.pooling': F('last', "classification: the last real output, or 'mean' / 'max' over "
-                         "real steps", choices=models.POOLINGS, fixed=True),
+      'model.pooling': F('last', "classification: the last real output, or 'mean' / 'max' / "
+                         "'attention' (a learned query) over real steps",
+                         choices=models.POOLINGS, fixed=True),
 
       'model.words.embed_dim': F(64, 'embedding size of token inputs', bounds='positive',
                                  fixed=True),

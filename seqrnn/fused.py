@@ -15,7 +15,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from seqrnn.cells import project
+from seqrnn.cells import accumulation_dtype, project
 from seqrnn.masks import select
 
 
@@ -126,8 +126,9 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
       d_prev = select(reset, zeros(d_prev), d_prev)
     return (d_prev, d_carry0), d_x
 
-  d_carry = jax.tree.map(lambda x: x.astype(jnp.float32), d_carry)
-  d_outputs = d_outputs.astype(jnp.float32)
+  # Summed in float32 at least (float64 where the carry is), whatever the compute dtype.
+  d_carry = jax.tree.map(lambda d, c: d.astype(accumulation_dtype(c.dtype)), d_carry, carry0)
+  d_outputs = d_outputs.astype(accumulation_dtype(d_outputs.dtype))
   acc = (d_carry, None if resets is None else zeros(d_carry))
   if not chunk:
     acc, d_x_proj = jax.lax.scan(step, acc, (d_outputs, mask, resets, saved),
@@ -143,7 +144,7 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
                                    unroll=unroll)
       chunk_grads, d_x = _param_grads(cell, w_i, x_c, d_x_proj, cell.grad_residuals(res))
       return (acc, jax.tree.map(jnp.add, grads, chunk_grads)), d_x
-    zero_grads = tuple(jnp.zeros(p.shape, jnp.float32) for p in params)
+    zero_grads = tuple(jnp.zeros(p.shape, accumulation_dtype(p.dtype)) for p in params)
     (acc, grads), d_x = jax.lax.scan(
         back_chunk, (acc, zero_grads),
         (xs, xs if _projects_in_loop(xs) else _chunks(x, chunk), _chunks(mask, chunk, False),
@@ -158,14 +159,14 @@ def _fused_bwd(cell, unroll, chunk, saved, grads):
 
 def _param_grads(cell, w_i, x, d_x_proj, grad_saved):
   """From the gate gradients d_x_proj [time, batch, G*H] of the steps that read
-  x [time, batch, in]: the float32 gradients of (w_i, b_i, w_h, b_h), each one
+  x [time, batch, in]: the gradients (float32 at least) of (w_i, b_i, w_h, b_h), each one
   large matmul or sum over the steps, and the gradient of x."""
   d_w_h, d_b_h = cell.recurrent_grads(grad_saved, d_x_proj)
+  acc = accumulation_dtype(d_x_proj.dtype)
   d_x_proj = d_x_proj.astype(w_i.dtype)
-  d_w_i = jnp.einsum('tbf,tbg->fg', x.astype(w_i.dtype), d_x_proj,
-                     preferred_element_type=jnp.float32)
+  d_w_i = jnp.einsum('tbf,tbg->fg', x.astype(w_i.dtype), d_x_proj, preferred_element_type=acc)
   d_x = jnp.einsum('tbg,fg->tbf', d_x_proj, w_i)
-  return (d_w_i, d_x_proj.sum((0, 1), dtype=jnp.float32), d_w_h, d_b_h), d_x
+  return (d_w_i, d_x_proj.sum((0, 1), dtype=acc), d_w_h, d_b_h), d_x
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -205,14 +206,40 @@ def recurrence(cell, input_params, recurrent_params, x, mask, carry0, unroll=1, 
   the gradients equal to float rounding (summed chunk by chunk).
   Returns (final carry, outputs [time, batch, hidden]).
   """
+  if _in_forward_mode((x, input_params, recurrent_params, carry0)):
+    raise _no_forward_mode(cell)  # found while tracing: also under jit
   try:
     return _fused(cell, *input_params, *recurrent_params, x, mask, resets, carry0, unroll,
                   remat_steps(remat_chunk, x.shape[0]))
-  except TypeError as e:
+  except TypeError as e:  # eager jax.jvp, should the tracers not have said so
     if 'forward-mode' not in str(e):
       raise
-    raise TypeError(f'the fused loop of {cell.__name__} has a hand-written backward pass and '
-                    f'no forward-mode derivative of its outputs (jax.jvp, jax.jacfwd; '
-                    f'forward-over-reverse Hessian-vector products of a loss do work); use the '
-                    f'scan loop for them: model.impl=\'scan\' (Recurrent/RNNStack '
-                    f'impl=\'scan\')') from e
+    raise _no_forward_mode(cell) from e
+
+
+def _no_forward_mode(cell):
+  return TypeError(f'the fused loop of {cell.__name__} has a hand-written backward pass and '
+                   f'no forward-mode derivative of its outputs (jax.jvp, jax.jacfwd; '
+                   f'forward-over-reverse Hessian-vector products of a loss do work); use the '
+                   f'scan loop for them: model.impl=\'scan\' (Recurrent/RNNStack '
+                   f'impl=\'scan\')')
+
+
+def _in_forward_mode(tree):
+  """Whether `tree` is being differentiated in forward mode (jax.jvp, jacfwd) with no
+  reverse-mode pass (which JAX traces as a linearisation) above it: read from each
+  leaf's tracers, outermost first. Under jit the tracers are seen as the function is
+  traced, where the custom_vjp's own error would come only when it is compiled. (A
+  jvp of a function that was jit-compiled on its own sees no such tracer here, and
+  gets JAX's message, whose traceback ends here.)"""
+  if not getattr(jax.config, 'jax_use_direct_linearize', True):
+    return False  # reverse mode is then itself traced as a jvp: nothing to tell apart
+  for leaf in jax.tree.leaves(tree):
+    while isinstance(leaf, jax.core.Tracer):
+      kind = type(leaf).__name__
+      if kind == 'LinearizeTracer':
+        break
+      if kind == 'JVPTracer':
+        return True
+      leaf = getattr(leaf, 'primal', getattr(leaf, 'val', None))  # JVP's, vmap's inner value
+  return False

@@ -27,13 +27,14 @@ training; at evaluation the expectation p * old + (1 - p) * new).
 """
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn.cells import has_fused_loop, hidden_state
+from seqrnn.cells import cell_state, has_fused_loop, hidden_state, with_states
+from seqrnn import checks
 from seqrnn.checks import lengths_of
 from seqrnn.fused import recurrence
 from seqrnn.masks import per_step_bernoulli, segment_starts, select, time_mask
@@ -77,8 +78,8 @@ def is_on(rate):
 
 def _zoneout(old, new, rates, keep_old):
   """The carry after zoneout. `keep_old`: None at evaluation (the expectation),
-  else per-step booleans shaped like the carry's leaves (True: keep the old value).
-  A carry is h alone, or has `hidden` (and `cell`) fields, as `LSTMState`."""
+  else per-step booleans shaped like h (True: keep the old value), for h and c.
+  A carry is any `hidden_state`/`cell_state` read (h alone, LSTMState, Flax's (c, h))."""
   def one(o, n, rate, keep):
     if not is_on(rate):
       return n
@@ -86,12 +87,10 @@ def _zoneout(old, new, rates, keep_old):
       return (rate * o + (1.0 - rate) * n).astype(n.dtype)
     return jnp.where(keep, o, n)
   keep = keep_old or (None, None)
-  if not hasattr(new, 'hidden'):
-    return one(old, new, rates.hidden, keep[0])
-  fields = {'hidden': one(old.hidden, new.hidden, rates.hidden, keep[0])}
-  if hasattr(new, 'cell'):
-    fields['cell'] = one(old.cell, new.cell, rates.cell, keep[1])
-  return new._replace(**fields)
+  h = one(hidden_state(old), hidden_state(new), rates.hidden, keep[0])
+  c = cell_state(new)
+  c = None if c is None else one(cell_state(old), c, rates.cell, keep[1])
+  return with_states(new, h, c)
 
 
 def _scan_body(cell, carry, inputs, recurrent_mask, carry0, hoisted, zoneout):
@@ -102,6 +101,8 @@ def _scan_body(cell, carry, inputs, recurrent_mask, carry0, hoisted, zoneout):
     new, y = cell.step_projected(carry, x_t, recurrent_mask)
   else:
     new, y = cell.step_projected(carry, x_t) if hoisted else cell(carry, x_t)
+  # A Flax cell computing in `dtype` returns its carry in it; the carry stays in its own.
+  new = jax.tree.map(lambda n, c: n.astype(c.dtype), new, carry)
   if zoneout.on():
     new = _zoneout(carry, new, zoneout, keep_old)
     y = hidden_state(new)  # the output is the zoned-out h
@@ -131,8 +132,18 @@ def scan_cell(cell, xs, mask, carry0, unroll=1, *, recurrent_mask=None, zoneout=
 IMPLS = ('auto', 'scan', 'fused')
 
 
+_LEGACY = ("seqrnn.Recurrent without time_major and return_carry reads time-major inputs "
+           "and returns (carry, outputs); from seqrnn 0.4 it is batch-major and returns the "
+           "outputs alone, as flax.linen.RNN and seqrnn.RNNStack: pass time_major=True, "
+           "return_carry=True to keep today's behaviour without this warning")
+
+
 class Recurrent(nn.Module):
-  """Runs `cell` over time, time-major, masked by lengths.
+  """Runs `cell` over time, masked by lengths; the layout and return order of
+  `flax.linen.RNN` (and `RNNStack`): inputs [batch, time, features] (or
+  [time, batch, features] with `time_major=True`); returns the outputs, or
+  (final carry, outputs) with `return_carry=True`. Both may also be given
+  to the call. (Left unset, both are today True, with a FutureWarning.)
 
   `impl` picks the loop: 'fused' (the hand-written backward pass, for cells
   that have one), 'scan' (`flax.linen.scan`, any cell), 'auto' (fused where
@@ -158,21 +169,32 @@ class Recurrent(nn.Module):
   recurrent_dropout: float = 0.0
   zoneout: Zoneout = Zoneout()
   remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
+  time_major: Optional[bool] = None
+  return_carry: Optional[bool] = None
 
   @nn.compact
-  def __call__(self, x_tbf, lengths_b=None, initial_carry=None, *, train=False,
-               segments_bt=None):
-    """x_tbf: [time, batch, in]; lengths_b: int [batch], a right-padded boolean mask
-    [batch, time], or None (full length); initial_carry: the cell's
-    carry for [batch] sequences, or None for the (zero or learned) initial carry;
-    segments_bt: None, or int [batch, time] for packed rows (`seqrnn.batch`):
-    each sequence of a row starts from the initial carry.
+  def __call__(self, inputs, lengths_b=None, initial_carry=None, *, train=False,
+               segments_bt=None, time_major=None, return_carry=None):
+    """inputs: [batch, time, in] ([time, batch, in] if time_major); lengths_b: int
+    [batch], a right-padded boolean mask [batch, time], or None (full length);
+    initial_carry: the cell's carry for [batch] sequences, or None for the (zero or
+    learned) initial carry; segments_bt: None, or int [batch, time] for packed rows
+    (`seqrnn.batch`): each sequence of a row starts from the initial carry.
 
-    Returns (final carry (a packed row's: its last sequence's), outputs [time, batch, out]).
+    Returns outputs [batch, time, out] (time-major if the inputs are), zero past each
+    length, or with return_carry (final carry (a packed row's: its last sequence's), outputs).
     """
-    if x_tbf.ndim != 3:
-      raise ValueError(f'Recurrent: inputs have shape {x_tbf.shape}; expected [time, batch, '
-                       f'features] (time-major)')
+    time_major = self.time_major if time_major is None else time_major
+    return_carry = self.return_carry if return_carry is None else return_carry
+    if time_major is None or return_carry is None:
+      if not self.is_initializing():  # init returns the variables: no order to change
+        checks.warn_changing(_LEGACY)
+      time_major = True if time_major is None else time_major
+      return_carry = True if return_carry is None else return_carry
+    if inputs.ndim != 3:
+      raise ValueError(f'Recurrent: inputs have shape {inputs.shape}; expected '
+                       f'{"[time, batch" if time_major else "[batch, time"}, features]')
+    x_tbf = inputs if time_major else jnp.swapaxes(inputs, 0, 1)
     lengths_b = lengths_of(lengths_b, x_tbf.shape[1], x_tbf.shape[0], 'Recurrent')
     mask = time_mask(lengths_b, x_tbf.shape[0])
     resets = None if segments_bt is None else segment_starts(segments_bt, mask)
@@ -196,7 +218,8 @@ class Recurrent(nn.Module):
                                  zoneout_keep=keep, resets=resets)
     if self.reverse:
       outputs = reverse_padded(outputs, lengths_b, segments_bt)
-    return carry, outputs
+    outputs = outputs if time_major else jnp.swapaxes(outputs, 0, 1)
+    return (carry, outputs) if return_carry else outputs
 
   def _masks(self, carry, num_steps, train):
     """(recurrent dropout mask [batch, H] or None, zoneout's keep masks or None)."""
@@ -239,13 +262,14 @@ def loop_for(cell, carry, impl='auto', recurrent_dropout=0.0, zoneout=Zoneout(),
     raise ValueError(f'variational recurrent dropout needs a cell whose step takes a recurrent '
                      f'mask (step_projected(carry, x_proj, recurrent_mask): a '
                      f'seqrnn.ProjectedCell, such as gru, lstm, ln_gru, ln_lstm); {name} has none')
-  if zoneout.on() and not (hasattr(carry, 'hidden') or hasattr(carry, 'shape')):
-    raise ValueError(f'zoneout needs a carry that is h alone or has a `hidden` field (and '
-                     f"`cell`, for zoneout_cell) as seqrnn's LSTMState; {name}'s carry is "
-                     f'{jax.tree.structure(carry)}')
-  if is_on(zoneout.cell) and not hasattr(carry, 'cell'):
-    raise ValueError(f"zoneout_cell needs a carry with a `cell` field (seqrnn's LSTMState: "
-                     f"lstm, ln_lstm); {name}'s carry is {jax.tree.structure(carry)}")
+  if zoneout.on():
+    try:
+      has_cell = cell_state(carry) is not None
+    except ValueError as e:
+      raise ValueError(f'zoneout of {name}: {e}') from None
+    if is_on(zoneout.cell) and not has_cell:
+      raise ValueError(f"zoneout_cell needs a carry with a cell state (an LSTM's: lstm, "
+                       f"ln_lstm, flax_lstm); {name}'s carry is h alone")
   fused = has_fused_loop(cell) and not regularised
   if impl == 'fused' and not fused:
     raise ValueError(f'impl=\'fused\' needs a cell with a hand-written backward pass (a '

@@ -4,6 +4,7 @@ import dataclasses
 from typing import Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from seqrnn import checks
@@ -11,7 +12,7 @@ from seqrnn.masks import time_mask
 from seqrnn.stack import RNNStack
 from seqrnn.words import WordEmbedding
 
-POOLINGS = ('last', 'mean', 'max')
+POOLINGS = ('last', 'mean', 'max', 'attention')
 
 
 class Encoder(nn.Module):
@@ -27,8 +28,7 @@ class Encoder(nn.Module):
   def __call__(self, inputs, lengths_b, *, train, chars=None, segments=None):
     if self.words is not None:
       inputs = self.words(inputs, chars, train=train)
-    outputs_bth, _ = self.stack(inputs, lengths_b, train=train, segments_bt=segments)
-    return outputs_bth
+    return self.stack(inputs, lengths_b, train=train, segments_bt=segments, return_carry=False)
 
 
 def pool(outputs_bth, lengths_b, how='last', *, bidirectional=False):
@@ -51,14 +51,39 @@ def pool(outputs_bth, lengths_b, how='last', *, bidirectional=False):
     return (outputs_bth * real).sum(1) / lengths_b[:, None].astype(outputs_bth.dtype)
   if how == 'max':
     return jnp.where(real, outputs_bth, -jnp.inf).max(1)
+  if how == 'attention':
+    raise ValueError("pooling='attention' has a parameter (its query): use "
+                     "seqrnn.AttentionPooling, or Classifier(pooling='attention')")
   raise ValueError(f'pooling={how!r} is not one of {list(POOLINGS)}')
+
+
+class AttentionPooling(nn.Module):
+  """One vector per sequence, its real steps weighted by a learned query q [width]:
+
+    a_t = softmax over t < length of (o_t . q / sqrt(width)),   pooled = sum_t a_t o_t
+
+  Padded steps get no weight, whatever they hold. q starts at zero, so a fresh model
+  pools by the mean. outputs [batch, time, width], lengths [batch] (or a mask, or
+  None) -> [batch, width], float32.
+  """
+
+  @nn.compact
+  def __call__(self, outputs_bth, lengths_b=None):
+    batch, num_steps, width = outputs_bth.shape
+    lengths_b = checks.lengths_of(lengths_b, batch, num_steps, 'AttentionPooling')
+    query = self.param('query', nn.initializers.zeros_init(), (width,), jnp.float32)
+    real_bt = jnp.arange(num_steps)[None, :] < lengths_b[:, None]
+    outputs = jnp.where(real_bt[..., None], outputs_bth.astype(jnp.float32), 0.0)
+    weights_bt = jax.nn.softmax(outputs @ query / jnp.sqrt(width), axis=-1, where=real_bt)
+    return jnp.einsum('bt,btw->bw', jnp.where(real_bt, weights_bt, 0.0), outputs)
 
 
 class Classifier(nn.Module):
   """One label per sequence, from the top layer's outputs pooled over the real
-  steps (`pooling`). With a bidirectional stack 'last' is the forward
-  direction's output at `lengths - 1` and the backward direction's at step 0
-  (its last), merged as the stack merges directions.
+  steps (`pooling`: 'last', 'mean', 'max' or 'attention', `AttentionPooling`).
+  With a bidirectional stack 'last' is the forward direction's output at
+  `lengths - 1` and the backward direction's at step 0 (its last), merged as the
+  stack merges directions.
 
   Returns logits `[batch, num_classes]`.
   """
@@ -73,17 +98,17 @@ class Classifier(nn.Module):
                        'are for labelling: set config.data.pack=False')
     outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
     stack = self.encoder.stack
-    if stack.bidirectional:
-      if stack.merge == 'sum' and stack.merge_top:
-        raise ValueError("a Classifier pools each direction of a bidirectional stack on its "
-                         "own: with merge='sum' the stack needs merge_top=False (as "
-                         "build_model sets it)")
-      pooled = pool(outputs_bth, lengths_b, self.pooling, bidirectional=True)
-      if stack.merge == 'sum':
-        forward, backward = jnp.split(pooled, 2, axis=-1)
-        pooled = forward + backward
+    if stack.bidirectional and stack.merge == 'sum' and stack.merge_top:
+      raise ValueError("a Classifier pools each direction of a bidirectional stack on its "
+                       "own: with merge='sum' the stack needs merge_top=False (as "
+                       "build_model sets it)")
+    if self.pooling == 'attention':
+      pooled = AttentionPooling(name='attention')(outputs_bth, lengths_b)
     else:
-      pooled = pool(outputs_bth, lengths_b, self.pooling)
+      pooled = pool(outputs_bth, lengths_b, self.pooling, bidirectional=stack.bidirectional)
+    if stack.bidirectional and stack.merge == 'sum':
+      forward, backward = jnp.split(pooled, 2, axis=-1)
+      pooled = forward + backward
     return nn.Dense(self.num_classes, name='head')(pooled.astype(jnp.float32))
 
 

@@ -1,4 +1,4 @@
-"""PyTorch `nn.GRU` / `nn.LSTM` weights as seqrnn parameters (torch is not needed).
+"""PyTorch `nn.GRU` / `nn.LSTM` weights and states to and from seqrnn's (torch is not needed).
 
 torch keeps, per layer k and direction (suffix `_reverse` for the backward one),
   weight_ih_l{k} [G*H, in], weight_hh_l{k} [G*H, H], bias_ih_l{k}, bias_hh_l{k} [G*H]
@@ -11,6 +11,7 @@ import re
 import jax.numpy as jnp
 import numpy as np
 
+from seqrnn.cells import LSTMState, cell_state, hidden_state
 from seqrnn.stack import RNNStack
 
 _KEY = re.compile(r'^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$')
@@ -81,3 +82,59 @@ def from_torch(state_dict, *, prefix='', dtype=jnp.float32):
                    num_layers=num_layers, bidirectional=bidirectional, merge='concat',
                    dtype=dtype)
   return stack, {'params': params}
+
+
+def to_torch(variables, *, prefix=''):
+  """The state dict of the `torch.nn.GRU`/`torch.nn.LSTM` whose outputs equal the stack's:
+  `from_torch`'s inverse, as numpy arrays (`{k: torch.from_numpy(v) for k, v in ...}`
+  loads them into torch; torch itself is not needed here).
+
+  `variables`: an RNNStack's ({'params': ...} or the params) of seqrnn's 'gru' or 'lstm'
+  cell, any number of layers, uni- or bidirectional (merge='concat', as torch joins
+  directions); `prefix` is put before every key (e.g. 'encoder.rnn.').
+  """
+  params = variables.get('params', variables)
+  state_dict = {}
+  for name, layer in params.items():
+    match = re.fullmatch(r'layer_(\d+)(_backward)?', name)
+    if not match:
+      raise ValueError(f'to_torch: {name!r} is not a recurrent layer (layer_0, layer_0_backward, '
+                       f'...): pass the variables of the RNNStack alone')
+    extra, cell = sorted(set(layer) - {'cell'}), layer.get('cell', {})
+    if extra:
+      raise ValueError(f'to_torch: {name} has {extra}, a learned initial carry: torch takes it '
+                       f'as h_0 at the call, not as a weight (from_torch_states makes one)')
+    if set(cell) != {'input_projection', 'recurrent_kernel', 'recurrent_bias'}:
+      raise ValueError(f"to_torch: {name}'s cell holds {sorted(cell)}; torch's GRU and LSTM are "
+                       f"seqrnn's 'gru' and 'lstm' cells (input_projection, recurrent_kernel, "
+                       f"recurrent_bias)")
+    suffix = f'l{match.group(1)}{"_reverse" if match.group(2) else ""}'
+    w_i, b_i = (np.asarray(cell['input_projection'][k], np.float32) for k in ('kernel', 'bias'))
+    w_h, b_h = (np.asarray(cell[k], np.float32) for k in ('recurrent_kernel', 'recurrent_bias'))
+    state_dict.update({f'{prefix}weight_ih_{suffix}': w_i.T, f'{prefix}weight_hh_{suffix}': w_h.T,
+                       f'{prefix}bias_ih_{suffix}': b_i, f'{prefix}bias_hh_{suffix}': b_h})
+  if not state_dict:
+    raise ValueError(f'to_torch: no recurrent layers (layer_0, ...) in {sorted(params)}')
+  return state_dict
+
+
+def torch_states(carries, *, bidirectional=False):
+  """The carries of a stack (`return_carry=True`) as torch returns its final states:
+  h_n [layers * directions, batch, hidden] for a GRU, (h_n, c_n) for an LSTM, layer by
+  layer, each layer's forward direction first (torch's order). `bidirectional`: the
+  stack's (each layer's carry is then a (forward, backward) pair)."""
+  flat = [c for carry in carries for c in (carry if bidirectional else (carry,))]
+  h_n = jnp.stack([hidden_state(c) for c in flat])
+  cells = [cell_state(c) for c in flat]
+  return h_n if cells[0] is None else (h_n, jnp.stack(cells))
+
+
+def from_torch_states(h_0, c_0=None, *, bidirectional=False):
+  """torch's h_0 (and c_0) [layers * directions, batch, hidden] as a stack's
+  `initial_carries`: torch's `rnn(x, h_0)` is `stack(x, initial_carries=...)`."""
+  def carry(i):
+    return h_0[i] if c_0 is None else LSTMState(h_0[i], c_0[i])
+  if bidirectional:
+    return [(carry(i), carry(i + 1)) for i in range(0, h_0.shape[0], 2)]
+  return [carry(i) for i in range(h_0.shape[0])]
+

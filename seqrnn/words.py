@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn.masks import per_step_bernoulli
+from seqrnn.cells import hidden_state
 from seqrnn.stack import RNNStack
 
 CHAR_ENCODERS = ('none', 'lstm', 'cnn')
@@ -43,9 +44,9 @@ class CharEncoder(nn.Module):
       x_nce = jnp.where(real_nc1, embed(chars_nc), 0)
       # A padded word (no characters) reads one zero character; its vector is never used.
       stack = RNNStack(cell='lstm', hidden_size=self.hidden_size, bidirectional=True,
-                       name='char_lstm')
-      _, (carries,) = stack(x_nce, jnp.maximum(lengths_n, 1), train=False)
-      out = jnp.concatenate([carries[0].hidden, carries[1].hidden], -1)
+                       return_carry=True, name='char_lstm')
+      ((forward, backward),), _ = stack(x_nce, jnp.maximum(lengths_n, 1))
+      out = jnp.concatenate([hidden_state(forward), hidden_state(backward)], -1)
     elif self.kind == 'cnn':
       y = nn.relu(CharConv(self.hidden_size, name='char_conv')(chars_nc, embed.embedding))
       out = jnp.where(real_nc1, y, -jnp.inf).max(1)

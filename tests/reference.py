@@ -71,14 +71,17 @@ def bidirectional_stack_sequence(cell, layer_params, x_tf, merge='concat', resid
   return x_tf
 
 
-def torch_rnn_sequence(state_dict, x_tf):
+def torch_rnn_sequence(state_dict, x_tf, final_states=False):
   """torch.nn.GRU / nn.LSTM (any layers, bidirectional or not) on one sequence, from
-  its state dict in torch's layout ([gates*H, in] weights, x @ W^T). -> [T, H * dirs]."""
+  its state dict in torch's layout ([gates*H, in] weights, x @ W^T). -> [T, H * dirs];
+  with final_states, also torch's h_n and c_n [layers * dirs, H] (layer by layer, the
+  forward direction first; c_n None for a GRU)."""
   sd = {k: np.asarray(v, np.float64) for k, v in state_dict.items()}
   hidden = sd['weight_hh_l0'].shape[1]
   lstm = sd['weight_hh_l0'].shape[0] == 4 * hidden
   num_layers = 1 + max(int(k.split('_l')[1].split('_')[0]) for k in sd)
   suffixes = [''] + (['_reverse'] if 'weight_ih_l0_reverse' in sd else [])
+  h_n, c_n = [], []
   for layer in range(num_layers):
     outs = []
     for suffix in suffixes:
@@ -98,8 +101,12 @@ def torch_rnn_sequence(state_dict, x_tf):
           n = np.tanh(gi[2 * hidden:] + r * gh[2 * hidden:])
           h = (1 - z) * n + z * h
         hs.append(h)
+      h_n.append(h)
+      c_n.append(c)
       outs.append(np.array(hs[::-1] if suffix else hs))
     x_tf = np.concatenate(outs, -1)
+  if final_states:
+    return x_tf, np.array(h_n), np.array(c_n) if lstm else None
   return x_tf
 
 

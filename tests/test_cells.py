@@ -117,7 +117,7 @@ def test_a_cell_missing_one_member_of_the_fused_loop_is_refused_naming_it():
     validate_config(config)
   x, lengths = jnp.ones((4, 2, 3)), jnp.array([4, 2])
   with pytest.raises(ValueError, match=r"lacks \['grad_residuals'\]"):  # the layer, too
-    Recurrent(_NoGradResidualsGRU(5)).init(jax.random.key(0), x, lengths)
+    Recurrent(_NoGradResidualsGRU(5), time_major=True, return_carry=True).init(jax.random.key(0), x, lengths)
   config.model.cell = 'test_cells._AutodiffGRU'  # no backward at all: the scan loop
   validate_config(config)
 
@@ -127,7 +127,7 @@ def test_a_cell_without_a_hand_written_backward_trains_through_autodiff():
   lengths = jnp.array([6, 2, 4])
   grads = []
   for cell in (GRUCell(5), _AutodiffGRU(5)):
-    layer = Recurrent(cell)
+    layer = Recurrent(cell, time_major=True, return_carry=True)
     params = layer.init(jax.random.key(0), x, lengths)
     grads.append(jax.grad(lambda p: layer.apply(p, x, lengths)[1].sum() ** 2)(params))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
@@ -160,7 +160,7 @@ def test_the_readmes_elman_cell_runs_its_equations_in_the_fused_loop_with_autodi
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(7, 3, 4)), jnp.float32)  # [time, batch, in]
   lengths = jnp.array([7, 2, 5])
-  fused, scan = Recurrent(ElmanCell(5), impl='fused'), Recurrent(ElmanCell(5), impl='scan')
+  fused, scan = Recurrent(ElmanCell(5), time_major=True, return_carry=True, impl='fused'), Recurrent(ElmanCell(5), time_major=True, return_carry=True, impl='scan')
   params = fused.init(jax.random.key(0), x, lengths)
   params = jax.tree.map(lambda p: p + 0.3 * rng.normal(size=p.shape), params)  # non-zero biases
   _, outputs = fused.apply(params, x, lengths)

@@ -31,7 +31,7 @@ def test_lengths_outside_the_time_axis_are_named(lengths, message):
     pool(X, jnp.asarray(lengths), 'last')
   cell = seqrnn.make_cell('gru', 4)
   with pytest.raises(ValueError, match=message.replace('RNNStack', 'Recurrent')):
-    Recurrent(cell).init(jax.random.key(0), X.transpose(1, 0, 2), jnp.asarray(lengths))
+    Recurrent(cell, time_major=True, return_carry=True).init(jax.random.key(0), X.transpose(1, 0, 2), jnp.asarray(lengths))
 
 
 def test_float_lengths_and_a_wrong_shape_are_named():
@@ -46,7 +46,7 @@ def test_float_lengths_and_a_wrong_shape_are_named():
 def test_under_jit_the_same_checks_run_where_checked_asks_for_them():
   stack = RNNStack(cell='lstm', hidden_size=4)
   params = _init(stack, [5, 3, 2])
-  apply = jax.jit(lambda x, lengths: stack.apply(params, x, lengths, train=False)[0])
+  apply = jax.jit(lambda x, lengths: stack.apply(params, x, lengths, train=False, return_carry=False))
   err, _ = seqrnn.checked(apply)(X, jnp.array([5, 3, 2]))
   err.throw()  # nothing to throw
   err, _ = seqrnn.checked(apply)(X, jnp.array([5, 9, 2]))
@@ -102,7 +102,7 @@ def test_pool_of_a_bidirectional_stacks_outputs_takes_the_backward_half_at_step_
   lengths = jnp.array([5, 3, 2])
   x = jax.random.normal(jax.random.key(1), X.shape)
   params = stack.init(jax.random.key(0), x, lengths, train=False)
-  outputs, (carries,) = stack.apply(params, x, lengths, train=False)
+  (carries,), outputs = stack.apply(params, x, lengths, train=False, return_carry=True)
   forward_carry, backward_carry = carries
   # The last real step of each direction is its final carry (a GRU's carry is its output).
   np.testing.assert_allclose(pool(outputs, lengths, 'last', bidirectional=True),
@@ -120,7 +120,7 @@ def test_any_cell_object_runs_a_cell_instance_a_partial_a_class_or_a_name():
                           (nn.GRUCell, nn.GRUCell(4)), ('flax_lstm', nn.LSTMCell(4))]:
     stack = RNNStack(cell=cell, hidden_size=4)
     params = stack.init(jax.random.key(0), x, lengths, train=False)
-    outputs, _ = stack.apply(params, x, lengths, train=False)
+    outputs = stack.apply(params, x, lengths, train=False, return_carry=False)
     # Flax's own nn.RNN over the same cell and parameters, as the reference.
     expected = nn.RNN(flax_cell).apply({'params': params['params']['layer_0']}, x,
                                        seq_lengths=lengths)
@@ -136,15 +136,15 @@ def test_forward_over_reverse_hessian_vector_products_go_through_the_fused_loop(
   stack = RNNStack(cell='gru', hidden_size=4, impl='fused')
   x, lengths = jax.random.normal(jax.random.key(1), X.shape), jnp.array([5, 3, 2])
   params = stack.init(jax.random.key(0), x, lengths, train=False)
-  loss = lambda p: (stack.apply(p, x, lengths, train=False)[0] ** 2).sum()
+  loss = lambda p: (stack.apply(p, x, lengths, train=False, return_carry=False) ** 2).sum()
   grad, scan_grad = jax.grad(loss), jax.grad(
-      lambda p: (stack.clone(impl='scan').apply(p, x, lengths, train=False)[0] ** 2).sum())
+      lambda p: (stack.clone(impl='scan').apply(p, x, lengths, return_carry=False) ** 2).sum())
   v = jax.tree.map(jnp.ones_like, params)
   hvp, scan_hvp = (jax.jvp(g, (params,), (v,))[1] for g in (grad, scan_grad))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), hvp, scan_hvp)
   with pytest.raises(TypeError, match=r'forward-over-reverse Hessian-vector products of a loss '
                                       r'do work'):
-    jax.jvp(lambda x: stack.apply(params, x, lengths, train=False)[0], (x,), (x,))
+    jax.jvp(lambda x: stack.apply(params, x, lengths, train=False, return_carry=False), (x,), (x,))
 
 
 def test_lengths_may_be_left_out_or_given_as_a_right_padded_mask():
@@ -152,11 +152,11 @@ def test_lengths_may_be_left_out_or_given_as_a_right_padded_mask():
   x = jax.random.normal(jax.random.key(1), X.shape)
   lengths = jnp.array([5, 3, 2])
   params = stack.init(jax.random.key(0), x, train=False)  # no lengths: full length
-  full, _ = stack.apply(params, x, jnp.full((3,), 5), train=False)
-  np.testing.assert_array_equal(stack.apply(params, x, train=False)[0], full)
+  full = stack.apply(params, x, jnp.full((3,), 5), train=False, return_carry=False)
+  np.testing.assert_array_equal(stack.apply(params, x, train=False, return_carry=False), full)
   mask = np.arange(5)[None, :] < np.asarray(lengths)[:, None]
-  by_lengths, carries = stack.apply(params, x, lengths, train=False)
-  by_mask, mask_carries = stack.apply(params, x, jnp.asarray(mask), train=False)
+  carries, by_lengths = stack.apply(params, x, lengths, train=False, return_carry=True)
+  mask_carries, by_mask = stack.apply(params, x, jnp.asarray(mask), train=False, return_carry=True)
   np.testing.assert_array_equal(by_mask, by_lengths)
   jax.tree.map(np.testing.assert_array_equal, mask_carries, carries)
   np.testing.assert_array_equal(pool(by_mask, jnp.asarray(mask), 'mean'),
@@ -164,6 +164,6 @@ def test_lengths_may_be_left_out_or_given_as_a_right_padded_mask():
   left_padded = mask[:, ::-1].copy()
   with pytest.raises(ValueError, match=r'RNNStack: mask\[1, 0\] is False, but row 1 has 3 real '
                                        r'steps: a mask must be True on its first steps'):
-    stack.apply(params, x, jnp.asarray(left_padded), train=False)
+    stack.apply(params, x, jnp.asarray(left_padded), return_carry=False)
   with pytest.raises(ValueError, match=r'the mask has shape \(3, 4\); expected \(3, 5\)'):
-    stack.apply(params, x, jnp.asarray(mask[:, :4]), train=False)
+    stack.apply(params, x, jnp.asarray(mask[:, :4]), return_carry=False)

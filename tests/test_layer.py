@@ -21,7 +21,7 @@ def _run(stack, params, x, lengths, train):
   weights = np.random.default_rng(1).normal(size=(x.shape[0], x.shape[1], 5)).astype(np.float32)
 
   def loss(params, x):
-    out, carries = stack.apply(params, x, lengths, train=train,
+    carries, out = stack.apply(params, x, lengths, train=train, return_carry=True,
                                rngs={'dropout': jax.random.key(3)})
     value = (out[..., :5] * weights).sum() + sum((c ** 2).sum() for c in jax.tree.leaves(carries))
     return value, (out, carries)
@@ -50,17 +50,17 @@ def test_scan_and_fused_loops_give_the_same_outputs_final_carries_and_gradients(
 
 
 def _hidden_sum(stack, params, x):
-  return stack.apply(params, x, LENGTHS, train=False)[0].sum()
+  return stack.apply(params, x, LENGTHS, train=False, return_carry=False).sum()
 
 
 @pytest.mark.parametrize('cell', ['gru', 'lstm'])
 def test_forward_mode_and_second_derivatives_work_through_the_scan_loop(cell):
   scan, fused = _stack(cell, 'scan'), _stack(cell, 'fused')
   params = scan.init(jax.random.key(0), X, LENGTHS, train=False)
-  f_scan = lambda x: scan.apply(params, x, LENGTHS, train=False)[0]
+  f_scan = lambda x: scan.apply(params, x, LENGTHS, train=False, return_carry=False)
   # Forward mode equals the fused loop's hand-written reverse mode.
   jac_fwd = jax.jacfwd(f_scan)(X)
-  jac_rev = jax.jacrev(lambda x: fused.apply(params, x, LENGTHS, train=False)[0])(X)
+  jac_rev = jax.jacrev(lambda x: fused.apply(params, x, LENGTHS, train=False, return_carry=False))(X)
   np.testing.assert_allclose(jac_fwd, jac_rev, rtol=1e-4, atol=1e-5)
   # A Hessian-vector product (forward over reverse) equals central differences of the
   # fused loop's gradient.
@@ -79,14 +79,14 @@ def test_forward_mode_through_the_fused_loop_names_the_scan_loop():
   fused = _stack('gru', 'fused')
   params = fused.init(jax.random.key(0), X, LENGTHS, train=False)
   with pytest.raises(TypeError, match=r"no forward-mode derivative .* model.impl='scan'"):
-    jax.jvp(lambda x: fused.apply(params, x, LENGTHS, train=False)[0], (X,), (X,))
+    jax.jvp(lambda x: fused.apply(params, x, LENGTHS, train=False, return_carry=False), (X,), (X,))
 
 
 def test_auto_takes_the_fused_loop_where_the_cell_has_one_and_fused_refuses_other_cells():
   # 'auto' on a Flax cell is the scan loop; 'fused' on it is refused by name.
   stack = _stack('flax_gru', 'auto')
   params = stack.init(jax.random.key(0), X, LENGTHS, train=False)
-  jax.jvp(lambda x: stack.apply(params, x, LENGTHS, train=False)[0], (X,), (X,))
+  jax.jvp(lambda x: stack.apply(params, x, LENGTHS, train=False, return_carry=False), (X,), (X,))
   with pytest.raises(ValueError, match=r"impl='fused' needs a cell with a hand-written backward"):
     _stack('flax_gru', 'fused').init(jax.random.key(0), X, LENGTHS, train=False)
 
@@ -113,7 +113,7 @@ def test_rematerialised_chunks_give_the_outputs_and_gradients_of_the_plain_loop(
     params = stack.init(jax.random.key(0), x, lengths, train=False)
 
     def loss(p, x):
-      out, carries = stack.apply(p, x, lengths, train=False)
+      carries, out = stack.apply(p, x, lengths, train=False, return_carry=True)
       return jnp.sum(out * weights) + sum(jnp.sum(c) for c in jax.tree.leaves(carries))
     step = jax.value_and_grad(loss, argnums=(0, 1))
     loops = str(jax.make_jaxpr(step)(params, x)).count('scan[')

@@ -93,7 +93,7 @@ def test_labelling_loss_ignores_labels_at_padded_steps():
 def test_lstm_final_carry_is_the_carry_at_the_last_real_step():
   hidden, lengths = 4, np.array([5, 2, 3], np.int32)
   x = np.random.default_rng(0).normal(size=(5, 3, 3)).astype(np.float32)  # [time, batch, in]
-  layer = Recurrent(cells.LSTMCell(hidden))
+  layer = Recurrent(cells.LSTMCell(hidden), time_major=True, return_carry=True)
   params = layer.init(jax.random.key(0), x, lengths)
   (h_final, c_final), outputs = layer.apply(params, x, lengths)
   p = params['params']
@@ -114,7 +114,7 @@ def test_lstm_final_carry_is_the_carry_at_the_last_real_step():
 def test_gru_final_carry_equals_output_at_length_minus_one():
   lengths = jnp.array([4, 1], jnp.int32)
   x = jnp.ones((4, 2, 3))
-  layer = Recurrent(cells.GRUCell(5))
+  layer = Recurrent(cells.GRUCell(5), time_major=True, return_carry=True)
   params = layer.init(jax.random.key(0), x, lengths)
   h_final, outputs = layer.apply(params, x, lengths)
   np.testing.assert_array_equal(h_final, outputs[lengths - 1, jnp.arange(2)])

@@ -6,7 +6,7 @@ import pytest
 from helpers import random_batch, tiny_model_config
 from reference import bidirectional_stack_sequence, stack_sequence
 
-from seqrnn.models import build_model
+from seqrnn.models import AttentionPooling, build_model, pool
 
 BATCH = random_batch(3, batch=4, time=6, lengths=[6, 2, 3, 1])
 
@@ -43,3 +43,28 @@ def test_a_bidirectional_classifier_reads_forward_at_the_last_step_and_backward_
     backward = stack_sequence('lstm', [layers[1][1]], below[::-1])[-1]  # ends at step 0
     pooled = np.concatenate([forward, backward]) if merge == 'concat' else forward + backward
     np.testing.assert_allclose(logits[b], _head(params, pooled), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_pooling_weighs_real_steps_by_a_softmax_of_their_score_against_the_query():
+  # Hand-computed: o = [1, 0], [0, 1] then a padded step; q = [sqrt(2) ln 2, 0] scores them
+  # ln 2 and 0 (o . q / sqrt(2)), so the weights are 2/3 and 1/3.
+  outputs = np.array([[[1.0, 0.0], [0.0, 1.0], [np.nan, 7.0]]], np.float32)
+  query = np.array([np.sqrt(2) * np.log(2), 0.0], np.float32)
+  pooled = AttentionPooling().apply({'params': {'query': query}}, outputs, np.array([2]))
+  np.testing.assert_allclose(pooled, [[2 / 3, 1 / 3]], rtol=1e-6)
+  grad = jax.grad(lambda q: AttentionPooling().apply({'params': {'query': q}}, outputs,
+                                                     np.array([2])).sum())(query)
+  assert np.all(np.isfinite(grad))  # the NaN in padding reaches nothing
+  with pytest.raises(ValueError, match='use seqrnn.AttentionPooling'):
+    pool(outputs, np.array([2]), 'attention')
+
+
+def test_an_attention_classifier_starts_as_mean_pooling_and_its_query_learns():
+  logits, params = _logits_and_params(pooling='attention')
+  assert not np.any(params['attention']['query'])  # q = 0: every real step weighs the same
+  mean_logits, mean_params = _logits_and_params(pooling='mean')
+  np.testing.assert_allclose(logits, mean_logits, rtol=1e-6, atol=1e-6)
+  net = build_model('classification', tiny_model_config(pooling='attention'), num_classes=3)
+  grads = jax.grad(lambda p: net.apply({'params': p}, BATCH['inputs'], BATCH['lengths'])[:, 0]
+                   .sum())(params)
+  assert np.any(grads['attention']['query'] != 0)

@@ -5,6 +5,8 @@ import importlib.util
 import pathlib
 import re
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / 'README.md').read_text()
 DOCS = {p: p.read_text() for p in sorted((ROOT / 'docs').glob('*.md'))}
@@ -17,7 +19,12 @@ def test_the_research_code_examples_run_as_written():
   assert not any('```python' in text for text in DOCS.values())  # the docs show none to run
   namespace = {}
   exec(compile(BLOCKS[0], 'README.md', 'exec'), namespace)  # noqa: S102
-  assert namespace['logits'].shape == (8, 20, 5)
+  ns = type('README', (), namespace)
+  assert ns.logits.shape == (8, 20, 5) and ns.y.shape == (8, 5)
+  assert ns.h.shape == ns.c.shape == (8, 64) and ns.h_n.shape == ns.c_n.shape == (2, 8, 64)
+  evaluated = ns.stack.apply(ns.params, ns.x, ns.lengths, return_carry=False)
+  np.testing.assert_allclose(ns.torch_stack.apply(ns.torch_variables, ns.x, ns.lengths,
+                                                  return_carry=True)[1], evaluated, atol=1e-6)
   exec(compile('from typing import ClassVar\n' + BLOCKS[1], 'README.md', 'exec'), namespace)
   from experiments.custom_cell import ElmanCell
   import inspect

@@ -42,7 +42,7 @@ class EchoCell(nn.RNNCellBase):
 def test_variational_masks_are_constant_over_time_and_differ_across_sequences():
   stack = RNNStack(cell=EchoCell, hidden_size=6, num_layers=2, variational_dropout=0.5)
   params = stack.init(jax.random.key(0), X, LENGTHS, train=False)
-  out, _ = stack.apply(params, X, LENGTHS, train=True, rngs={'dropout': jax.random.key(1)})
+  out = stack.apply(params, X, LENGTHS, train=True, rngs={'dropout': jax.random.key(1)}, return_carry=False)
   # Three masks (layer 0's input, layer 1's input, the top output), each 0 or 2.
   scale = np.asarray(out) / X
   for b, length in enumerate(LENGTHS):
@@ -50,7 +50,7 @@ def test_variational_masks_are_constant_over_time_and_differ_across_sequences():
                                rtol=1e-6)
     assert set(np.round(scale[b, 0], 5)) <= {0.0, 8.0}
   assert len({tuple(np.round(scale[b, 0])) for b in range(4)}) > 1
-  np.testing.assert_array_equal(stack.apply(params, X, LENGTHS, train=False)[0],
+  np.testing.assert_array_equal(stack.apply(params, X, LENGTHS, train=False, return_carry=False),
                                 np.where(REAL[..., None], X, 0))
 
 
@@ -77,7 +77,7 @@ def _gru_reference(x_tf, p, mask=None, zoneout=0.0, keep_old=None):
 
 
 def test_the_recurrent_mask_multiplies_h_where_the_recurrent_matmul_reads_it_only():
-  layer = Recurrent(GRUCell(5), recurrent_dropout=0.4)
+  layer = Recurrent(GRUCell(5), time_major=True, return_carry=True, recurrent_dropout=0.4)
   x_tbf = X.transpose(1, 0, 2)
   params = layer.init(jax.random.key(0), x_tbf, LENGTHS)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params']['cell'])
@@ -93,11 +93,11 @@ def test_the_recurrent_mask_multiplies_h_where_the_recurrent_matmul_reads_it_onl
 
 @pytest.mark.parametrize('cell', [GRUCell, LayerNormGRUCell])
 def test_zoneout_at_evaluation_is_the_expectation_of_keeping_the_old_state(cell):
-  layer = Recurrent(cell(5), zoneout=Zoneout(hidden=0.3))
+  layer = Recurrent(cell(5), time_major=True, return_carry=True, zoneout=Zoneout(hidden=0.3))
   x_tbf = X.transpose(1, 0, 2)
   params = layer.init(jax.random.key(0), x_tbf, LENGTHS)
   _, out = layer.apply(params, x_tbf, LENGTHS, train=False)
-  plain = Recurrent(cell(5), impl='scan')
+  plain = Recurrent(cell(5), time_major=True, return_carry=True, impl='scan')
   # The same cell stepped by hand: h' = 0.3 h + 0.7 cell(h, x).
   for b, length in enumerate(LENGTHS):
     h = jnp.zeros((1, 5))
@@ -113,7 +113,7 @@ def test_zoneout_at_evaluation_is_the_expectation_of_keeping_the_old_state(cell)
 def test_zoneout_in_training_keeps_each_hidden_unit_with_the_hidden_rate():
   x = np.random.default_rng(1).normal(size=(64, 30, 6)).astype(np.float32)
   lengths = np.full(64, 30, np.int32)
-  layer = Recurrent(LSTMCell(16), zoneout=Zoneout(hidden=0.2, cell=0.6))
+  layer = Recurrent(LSTMCell(16), time_major=True, return_carry=True, zoneout=Zoneout(hidden=0.2, cell=0.6))
   x_tbf = x.transpose(1, 0, 2)
   params = layer.init(jax.random.key(0), x_tbf, lengths)
   _, h_seq = layer.apply(params, x_tbf, lengths, train=True, rngs={'dropout': jax.random.key(4)})
@@ -135,7 +135,7 @@ def test_padding_changes_no_regularised_output_or_gradient(options):
       2 if stack.bidirectional else 1)))
 
   def loss(p, x):
-    out, _ = stack.apply(p, x, LENGTHS, train=True, rngs={'dropout': jax.random.key(5)})
+    out = stack.apply(p, x, LENGTHS, train=True, rngs={'dropout': jax.random.key(5)}, return_carry=False)
     return jnp.sum(out[:, :9] * weights), out[:, :9]
 
   (l1, o1), g1 = jax.value_and_grad(loss, has_aux=True)(params, X)
@@ -143,8 +143,8 @@ def test_padding_changes_no_regularised_output_or_gradient(options):
   np.testing.assert_allclose(o1, o2, rtol=1e-5, atol=1e-6)
   # (sums over more steps, in another order: float32 rounding apart)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), g1, g2)
-  e1, _ = stack.apply(params, X, LENGTHS, train=False)
-  e2, _ = stack.apply(params, X, LENGTHS, train=False)
+  e1 = stack.apply(params, X, LENGTHS, train=False, return_carry=False)
+  e2 = stack.apply(params, X, LENGTHS, train=False, return_carry=False)
   np.testing.assert_array_equal(e1, e2)  # evaluation draws nothing
 
 

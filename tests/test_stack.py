@@ -26,7 +26,7 @@ def _noisy(params):
 def test_a_flax_cell_in_the_stack_equals_flax_rnn_on_every_real_step_and_final_carry(name):
   stack = RNNStack(cell=name, hidden_size=5)
   params = stack.init(jax.random.key(0), X, LENGTHS, train=False)
-  outputs, (carry,) = stack.apply(params, X, LENGTHS, train=False)
+  (carry,), outputs = stack.apply(params, X, LENGTHS, train=False, return_carry=True)
   rnn = nn.RNN(FLAX_CELLS[name](5), return_carry=True)
   flax_carry, flax_outputs = rnn.apply({'params': params['params']['layer_0']}, X,
                                        seq_lengths=LENGTHS)
@@ -43,7 +43,7 @@ def test_a_bidirectional_stack_matches_numpy_on_each_sequence_read_both_ways(cel
   stack = RNNStack(cell=cell, hidden_size=5, num_layers=3, bidirectional=True, merge=merge,
                    residual=residual)
   params = _noisy(stack.init(jax.random.key(0), X, LENGTHS, train=False)['params'])
-  outputs, _ = stack.apply({'params': params}, X, LENGTHS, train=False)
+  outputs = stack.apply({'params': params}, X, LENGTHS, train=False, return_carry=False)
   layers = [(params[f'layer_{i}'], params[f'layer_{i}_backward']) for i in range(3)]
   for b, length in enumerate(LENGTHS):
     expected = bidirectional_stack_sequence(cell, layers, X[b, :length].astype(np.float64),
@@ -55,13 +55,13 @@ def test_a_bidirectional_stack_matches_numpy_on_each_sequence_read_both_ways(cel
 def test_the_backward_direction_is_a_forward_stack_on_length_reversed_sequences():
   bi = RNNStack(cell='flax_lstm', hidden_size=5, bidirectional=True)
   params = bi.init(jax.random.key(0), X, LENGTHS, train=False)['params']
-  outputs, ((_, carry_b),) = bi.apply({'params': params}, X, LENGTHS, train=False)
+  ((_, carry_b),), outputs = bi.apply({'params': params}, X, LENGTHS, train=False, return_carry=True)
   reversed_x = X.copy()
   for b, length in enumerate(LENGTHS):
     reversed_x[b, :length] = X[b, :length][::-1]
   uni = RNNStack(cell='flax_lstm', hidden_size=5)
-  uni_out, (uni_carry,) = uni.apply({'params': {'layer_0': params['layer_0_backward']}},
-                                    reversed_x, LENGTHS, train=False)
+  (uni_carry,), uni_out = uni.apply({'params': {'layer_0': params['layer_0_backward']}},
+                                    reversed_x, LENGTHS, train=False, return_carry=True)
   for b, length in enumerate(LENGTHS):
     np.testing.assert_allclose(outputs[b, :length, 5:], np.asarray(uni_out[b, :length])[::-1],
                                rtol=1e-6, atol=1e-6)
@@ -71,7 +71,7 @@ def test_the_backward_direction_is_a_forward_stack_on_length_reversed_sequences(
 def test_a_residual_unidirectional_stack_matches_numpy():
   stack = RNNStack(cell='gru', hidden_size=5, num_layers=3, residual=True)
   params = _noisy(stack.init(jax.random.key(0), X, LENGTHS, train=False)['params'])
-  outputs, _ = stack.apply({'params': params}, X, LENGTHS, train=False)
+  outputs = stack.apply({'params': params}, X, LENGTHS, train=False, return_carry=False)
   for b, length in enumerate(LENGTHS):
     x = X[b, :length].astype(np.float64)
     x = stack_sequence('gru', [params['layer_0']], x)  # 3 features -> 5: no residual
@@ -88,12 +88,14 @@ def test_continuing_a_sequence_with_its_carries_equals_one_call_over_the_whole(c
   params = stack.init(jax.random.key(0), X, lengths, train=False)
 
   def whole(params):
-    return stack.apply(params, X, lengths, train=False)
+    carries, outputs = stack.apply(params, X, lengths, train=False, return_carry=True)
+    return outputs, carries
 
   def in_two_calls(params):
-    first, carries = stack.apply(params, X[:, :4], np.full(4, 4, np.int32), train=False)
-    second, carries = stack.apply(params, X[:, 4:], lengths - 4, train=False,
-                                  initial_carries=carries)
+    carries, first = stack.apply(params, X[:, :4], np.full(4, 4, np.int32), train=False,
+                                 return_carry=True)
+    carries, second = stack.apply(params, X[:, 4:], lengths - 4, train=False,
+                                  initial_carries=carries, return_carry=True)
     return jnp.concatenate([first, second], 1), carries
 
   (out_a, carries_a), (out_b, carries_b) = whole(params), in_two_calls(params)
@@ -113,15 +115,15 @@ def test_a_learned_initial_carry_is_a_parameter_that_starts_every_sequence(cell)
   assert starts and all(np.all(v == 0) for v in starts.values())  # zeros until trained
   params['layer_0'] = {**params['layer_0'], **{
       k: jnp.full(v.shape, 0.3 + 0.1 * i) for i, (k, v) in enumerate(sorted(starts.items()))}}
-  out, _ = learned.apply({'params': params}, X, LENGTHS, train=False)
+  out = learned.apply({'params': params}, X, LENGTHS, train=False, return_carry=False)
   zero = RNNStack(cell=cell, hidden_size=5)
   carry = jax.tree.unflatten(
       jax.tree.structure(zero.apply({'params': {'layer_0': {'cell': params['layer_0']['cell']}}},
-                                    X, LENGTHS, train=False)[1][0]),
+                                    X, LENGTHS, train=False, return_carry=True)[0][0]),
       [jnp.full((4, 5), 0.3 + 0.1 * i) for i in range(len(starts))])
-  given, _ = zero.apply({'params': {'layer_0': {'cell': params['layer_0']['cell']}}}, X, LENGTHS,
-                        train=False, initial_carries=[carry])
+  given = zero.apply({'params': {'layer_0': {'cell': params['layer_0']['cell']}}}, X, LENGTHS,
+                     train=False, initial_carries=[carry], return_carry=False)
   np.testing.assert_allclose(out, given, rtol=1e-6)
-  grads = jax.grad(lambda p: (learned.apply({'params': p}, X, LENGTHS, train=False)[0] ** 2).sum())(
-      params)
+  grads = jax.grad(lambda p: (learned.apply({'params': p}, X, LENGTHS, train=False,
+                                            return_carry=False) ** 2).sum())(params)
   assert all(np.any(grads['layer_0'][k] != 0) for k in starts)

@@ -155,8 +155,9 @@ def test_regularisers_the_fused_loop_or_the_cell_cannot_run_are_refused_naming_t
                                        r"\(config.model.impl\)"):
     validate_config(config)
   config.model.impl, config.model.cell = 'auto', 'gru'
-  with pytest.raises(ValueError, match=r"zoneout_cell needs a carry with a `cell` field "
-                                       r"\(seqrnn's LSTMState"):
+  with pytest.raises(ValueError, match=r"zoneout_cell needs a carry with a cell state \(an "
+                                       r"LSTM's: lstm, ln_lstm, flax_lstm\); GRUCell's carry is "
+                                       r"h alone"):
     validate_config(config)
   config.model.zoneout_cell, config.model.variational_dropout = 0.0, 0.2
   config.model.cell = 'flax_gru'

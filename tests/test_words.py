@@ -104,8 +104,8 @@ def test_the_lstm_encoder_is_a_bidirectional_lstm_over_the_word_alone():
   for b, t in [(0, 1), (1, 0), (2, 0)]:
     ids = [c for c in CHARS[b, t] if c]
     x = table[np.array(ids)][None]
-    _, ((forward, backward),) = stack.apply({'params': params['char_lstm']}, x,
-                                            np.array([len(ids)]), train=False)
+    ((forward, backward),), _ = stack.apply({'params': params['char_lstm']}, x,
+                                            np.array([len(ids)]), return_carry=True)
     np.testing.assert_allclose(out[b, t], np.concatenate([forward.hidden[0], backward.hidden[0]]),
                                rtol=1e-5, atol=1e-6)
 

@@ -114,7 +114,7 @@ class FlaxStack(nn.Module):
   bidirectional: bool
 
   @nn.compact
-  def __call__(self, x_btf, lengths_b, *, train, segments_bt=None):
+  def __call__(self, x_btf, lengths_b, *, train, segments_bt=None, return_carry=False):
     if segments_bt is not None:
       raise ValueError("Flax's nn.RNN reads one sequence a row: no packed rows")
 
@@ -127,7 +127,7 @@ class FlaxStack(nn.Module):
       layer = nn.Bidirectional(rnn(), rnn()) if self.bidirectional else rnn()
       x = layer(x, seq_lengths=lengths_b)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return x, None
+    return (None, x) if return_carry else x
 
 
 def flax_model(config, dataset):
