@@ -3,7 +3,8 @@
   python -m experiments.evaluate --workdir=/tmp/digits --checkpoint=best --split=test
 
 `--checkpoint`: `best` (the state of the best eval step, kept in WORKDIR/best),
-`latest`, or a step number of WORKDIR/checkpoints. Nothing is written.
+`latest`, or a step number of WORKDIR/checkpoints. `--beam_width=K` (CTC runs) adds the
+metrics of prefix beam search with K beams. Nothing is written.
 """
 
 import sys
@@ -16,6 +17,8 @@ from seqrnn.run import evaluate_checkpoint
 flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
 flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 flags.DEFINE_enum('split', 'test', ['train', 'eval', 'test'], 'The split to evaluate.')
+flags.DEFINE_integer('beam_width', 0, 'CTC runs: also decode by prefix beam search with this '
+                     'many beams (0: greedy only).')
 flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
 
@@ -28,7 +31,8 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   try:
-    step, metrics = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split)
+    step, metrics = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split,
+                                        FLAGS.beam_width)
   except (ValueError, TypeError, OSError, RuntimeError) as e:
     sys.exit(f'error: {e}')
   if seqrnn.hosts.is_main():

@@ -13,7 +13,9 @@ The pieces, from one step to a whole run:
                carries in and out (flax.linen.RNN's layout and return order), step
   words        WordEmbedding (word-type and word dropout), CharEncoder (cnn or lstm)
   models       Classifier (pooling 'last'/'mean'/'max'/'attention'), Labeller, build_model
-  tasks        classification, labelling: (logits, batch) -> metrics
+  crf          a linear-chain CRF head (model.head='crf'): log-partition, Viterbi
+  ctc          CTC: the loss (optax's), greedy and beam decoding, edit distance
+  tasks        classification, labelling, ctc: (logits, batch) -> metrics
   train        train_step, eval_step, create_train_state, make_optimizer
   torch        from_torch, to_torch: PyTorch GRU/LSTM weights; torch_states,
                from_torch_states: h_n/c_n in torch's layout
@@ -24,7 +26,7 @@ The pieces, from one step to a whole run:
   run          train_and_evaluate(config, workdir), train_runs(configs, workdirs): the loop
 """
 
-from seqrnn import hosts
+from seqrnn import crf, ctc, hosts
 from seqrnn.checks import checked
 from seqrnn.batch import validate_batch
 from seqrnn.cells import (CELLS, FusedCell, GRUCell, LayerNormGRUCell, LayerNormLSTMCell,

@@ -5,7 +5,9 @@ A batch (and a whole data set split) is a dict of numpy arrays:
            values at padded steps are ignored (they may even be NaN)
   lengths  int [batch], each in [1, time]
   labels   int [batch] (classification) or [batch, time] (labelling);
-           values at padded steps are ignored
+           values at padded steps are ignored; for CTC int [batch, max_labels],
+           in [1, classes) (0 is the blank), with
+  label_lengths int [batch] (CTC): each label sequence's length
   weights  optional float [batch]: 0 marks a padding example
   chars    optional int [batch, time, max_chars]: each token's character ids,
            0 past the word's end (token inputs only)
@@ -65,15 +67,19 @@ def validate_batch(batch, *, task, num_classes, num_features=None, vocab_size=No
     if bad.any():
       raise ValueError(f'{name}["inputs"] holds {inputs[bad][0]} at index '
                        f'{_where(bad)}; expected finite values at real steps')
-  want = (batch_size,) if task == 'classification' else (batch_size, num_steps)
-  if labels.shape != want or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f'{name}["labels"] has shape {labels.shape} and dtype {labels.dtype}; '
-                     f'expected int {list(want)} for task {task!r}')
-  real = np.ones(want, bool) if task == 'classification' else real_bt
-  bad = real & ((labels < 0) | (labels >= num_classes))
+  if task == 'ctc':
+    real, lowest = _validate_ctc_labels(batch, labels, lengths, name), 1
+  else:
+    want = (batch_size,) if task == 'classification' else (batch_size, num_steps)
+    if labels.shape != want or not np.issubdtype(labels.dtype, np.integer):
+      raise ValueError(f'{name}["labels"] has shape {labels.shape} and dtype {labels.dtype}; '
+                       f'expected int {list(want)} for task {task!r}')
+    real, lowest = (np.ones(want, bool) if task == 'classification' else real_bt), 0
+  bad = real & ((labels < lowest) | (labels >= num_classes))
   if bad.any():
     raise ValueError(f'{name}["labels"] holds {labels[bad][0]} at index '
-                     f'{_where(bad)}; expected labels in [0, {num_classes})')
+                     f'{_where(bad)}; expected labels in [{lowest}, {num_classes})'
+                     f'{" (0 is the blank)" if lowest else ""}')
   if 'chars' in batch:
     chars = np.asarray(batch['chars'])
     if (chars.ndim != 3 or chars.shape[:2] != (batch_size, num_steps)
@@ -106,6 +112,37 @@ def _validate_segments(segments, real_bt, task, name):
                      f'over its real steps (t < lengths), 0 past them')
 
 
+def _validate_ctc_labels(batch, labels, lengths, name):
+  """CTC's labels [batch, max_labels] and label_lengths: each label sequence fits in
+  [1, max_labels] and its input is long enough to emit it (a label repeated next to
+  itself needs a blank step between). Returns the real label positions."""
+  if 'label_lengths' not in batch:
+    raise ValueError(f'{name} has no "label_lengths" array: CTC labels are sequences of their '
+                     f'own lengths (it has {sorted(batch)})')
+  label_lengths = np.asarray(batch['label_lengths'])
+  if (labels.ndim != 2 or labels.shape[0] != len(lengths)
+      or not np.issubdtype(labels.dtype, np.integer)
+      or label_lengths.shape != lengths.shape):
+    raise ValueError(f'{name}["labels"] has shape {labels.shape} and dtype {labels.dtype}, '
+                     f'"label_lengths" shape {label_lengths.shape}; expected int [batch, '
+                     f'max_labels] and [batch] for task \'ctc\'')
+  bad = (label_lengths < 1) | (label_lengths > labels.shape[1])
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise ValueError(f'{name}["label_lengths"][{i}] = {label_lengths[i]}; expected 1 <= length '
+                     f'<= max_labels = {labels.shape[1]}')
+  real = np.arange(labels.shape[1])[None, :] < label_lengths[:, None]
+  repeats = (real[:, 1:] & (labels[:, 1:] == labels[:, :-1])).sum(1)
+  short = lengths < label_lengths + repeats
+  if short.any():
+    i = int(np.argmax(short))
+    raise ValueError(f'{name}: example {i} has {label_lengths[i]} labels ({repeats[i]} repeated '
+                     f'next to itself, each needing a blank step between) in {lengths[i]} input '
+                     f'steps: CTC needs at least {label_lengths[i] + repeats[i]} steps to emit '
+                     f'them (read the input in smaller frames, or drop the example)')
+  return real
+
+
 def batch_is_valid(batch, num_classes):
   """The checks of `validate_batch` on values, as a traced scalar bool for use
   inside jit: a non-empty batch, lengths in [1, time], labels in
@@ -114,7 +151,7 @@ def batch_is_valid(batch, num_classes):
   lengths, labels = batch['lengths'], batch['labels']
   num_steps = batch['inputs'].shape[1]
   real = (jnp.ones(labels.shape, bool) if labels.ndim == 1
-          else jnp.arange(num_steps)[None, :] < lengths[:, None])
+          else jnp.arange(labels.shape[1])[None, :] < batch.get('label_lengths', lengths)[:, None])
   labels_ok = (labels >= 0) & (labels < num_classes) | ~real
   return (jnp.asarray(lengths.size > 0) & jnp.all((lengths >= 1) & (lengths <= num_steps))
           & jnp.all(labels_ok))

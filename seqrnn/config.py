@@ -44,8 +44,9 @@ def _schema():
   from seqrnn.data import conllu
   F = Field
   return {
-      'task': F('classification', "'classification' (a label per sequence) or 'labelling' "
-                "(per step)", choices=tuple(tasks.TASKS), fixed=True),
+      'task': F('classification', "'classification' (a label per sequence), 'labelling' "
+                "(per step) or 'ctc' (a label sequence not aligned to the steps)",
+                choices=tuple(tasks.TASKS), fixed=True),
       'seed': F(0, 'seeds parameters, dropout and data order, in [0, 2**31)', fixed=True,
                 vectorised=True),
 
@@ -83,6 +84,9 @@ def _schema():
       'model.pooling': F('last', "classification: the last real output, or 'mean' / 'max' / "
                          "'attention' (a learned query) over real steps",
                          choices=models.POOLINGS, fixed=True),
+      'model.head': F('softmax', "labelling: 'softmax' (each step's label on its own) or 'crf' "
+                      "(a linear-chain CRF: transition scores, Viterbi decoding)",
+                      choices=models.HEADS, fixed=True),
 
       'model.words.embed_dim': F(64, 'embedding size of token inputs', bounds='positive',
                                  fixed=True),
@@ -100,6 +104,9 @@ def _schema():
 
       'data.name': F('digits', 'a name in seqrnn.data.DATASETS', fixed=True),
       'data.path': F('', 'file or directory for data sets read from disk', fixed=True),
+      'data.tag_scheme': F('none', "labelling: 'bio' reads the tags as BIO spans (O, B-TYPE, "
+                           "I-TYPE) and adds their F1 (span_f1) to the metrics",
+                           choices=('none', 'bio'), fixed=True),
       'data.batch_size': F(64, 'global batch size (all devices and hosts together)',
                            bounds='positive'),
       'data.eval_batch_size': F(256, 'batch size of evaluation and test', bounds='positive'),
@@ -147,7 +154,7 @@ def _schema():
                                         bounds='positive'),
       'train.keep_checkpoints': F(2, 'most recent checkpoints kept', bounds='positive'),
       'train.best_metric': F('accuracy', 'eval metric (higher is better) whose best state is '
-                             'kept in WORKDIR/best', choices=('accuracy', 'sequence_accuracy')),
+                             'kept in WORKDIR/best', choices=('accuracy', 'sequence_accuracy', 'span_f1')),
       'train.compilation_cache': F('~/.cache/seqrnn/jax', "JAX's persistent compilation cache, "
                                    "reused by later runs; '' disables"),
       'train.skip_nonfinite': F(False, 'on a NaN/Inf loss, gradient or update, or an invalid '
@@ -312,8 +319,11 @@ def validate_config(config):
       raise ValueError(f'config.{name}={value!r} must be >= 0')
     if field.bounds == 'unit' and not 0.0 <= value < 1.0:
       raise ValueError(f'config.{name}={value!r} must be in [0, 1)')
-  if fields['train.best_metric'] == 'sequence_accuracy' and fields['task'] != 'labelling':
-    raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling'")
+  if fields['train.best_metric'] == 'span_f1' and fields['data.tag_scheme'] != 'bio':
+    raise ValueError("config.train.best_metric='span_f1' needs config.data.tag_scheme='bio'")
+  if fields['train.best_metric'] == 'sequence_accuracy' and fields['task'] == 'classification':
+    raise ValueError("config.train.best_metric='sequence_accuracy' needs task='labelling' or "
+                     "'ctc'")
   from seqrnn.cells import make_cell  # imports a cell named by its dotted path
   try:
     cell = make_cell(fields['model.cell'], 1)
@@ -339,6 +349,18 @@ def validate_config(config):
     raise ValueError("config.model.residual=True with a bidirectional merge='sum' classifier: "
                      "its top layer's directions stay concatenated (each is pooled on its own), "
                      "twice as wide as its input, which cannot be added; set one of them off")
+  if fields['task'] == 'ctc' and fields['train.best_metric'] != 'sequence_accuracy':
+    raise ValueError("config.task='ctc' has no per-step accuracy (its labels are not aligned to "
+                     "the steps): set config.train.best_metric='sequence_accuracy'")
+  if fields['data.tag_scheme'] != 'none' and fields['task'] != 'labelling':
+    raise ValueError(f"config.data.tag_scheme={fields['data.tag_scheme']!r} reads tags of "
+                     f"steps; config.task={fields['task']!r} has none")
+  if fields['task'] == 'ctc' and fields['data.pack']:
+    raise ValueError("config.data.pack=True joins sequences in a row; CTC's labels are not "
+                     "aligned to steps, so a row's could not be told apart: set it False")
+  if fields['model.head'] != 'softmax' and fields['task'] != 'labelling':
+    raise ValueError(f"config.model.head={fields['model.head']!r} labels every step, for "
+                     f"task='labelling'; config.task={fields['task']!r} does not")
   if fields['data.pack'] and fields['task'] != 'labelling':
     raise ValueError(f"config.data.pack=True packs several sequences into a row, for the "
                      f"labelling task; config.task={fields['task']!r} has one label per row")

@@ -7,12 +7,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn import checks
+from seqrnn import checks, crf
 from seqrnn.masks import time_mask
 from seqrnn.stack import RNNStack
 from seqrnn.words import WordEmbedding
 
 POOLINGS = ('last', 'mean', 'max', 'attention')
+HEADS = ('softmax', 'crf')
 
 
 class Encoder(nn.Module):
@@ -113,17 +114,24 @@ class Classifier(nn.Module):
 
 
 class Labeller(nn.Module):
-  """One label per timestep, one dense layer shared across time.
+  """One label per timestep, one dense layer shared across time; `head='crf'` puts a
+  linear-chain CRF over its scores (`seqrnn.crf`).
 
-  Returns logits `[batch, time, num_classes]`.
+  Returns logits `[batch, time, num_classes]`, or `crf.CRFScores` with the CRF.
   """
   encoder: Encoder
   num_classes: int
+  head: str = 'softmax'
 
   @nn.compact
   def __call__(self, inputs, lengths_b, *, train=False, chars=None, segments=None):
     outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars, segments=segments)
-    return nn.Dense(self.num_classes, name='head')(outputs_bth.astype(jnp.float32))
+    logits = nn.Dense(self.num_classes, name='head')(outputs_bth.astype(jnp.float32))
+    if self.head == 'crf':
+      return crf.CRF(self.num_classes, name='crf')(logits)
+    if self.head != 'softmax':
+      raise ValueError(f'Labeller: head={self.head!r} is not one of {list(HEADS)}')
+    return logits
 
 
 def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=None):
@@ -147,4 +155,4 @@ def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=N
   encoder = Encoder(stack, words)
   if classify:
     return Classifier(encoder, num_classes, pooling=m.pooling)
-  return Labeller(encoder, num_classes)
+  return Labeller(encoder, num_classes, head=m.head)

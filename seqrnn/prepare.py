@@ -12,6 +12,7 @@ from seqrnn import data as data_lib
 from seqrnn.batch import validate_batch
 from seqrnn.data import batching
 from seqrnn.models import build_model
+from seqrnn.spans import bio_tags
 from seqrnn.tasks import get_task
 from seqrnn.train import create_train_state, make_optimizer
 
@@ -79,12 +80,13 @@ def setup(configs):
             for c in configs]
   example = batching.train_batch(dataset.splits['train'], 0, batch_size=base.data.batch_size,
                                  buckets=buckets, seed=base.seed, pack=base.data.pack)
+  spans = bio_tags(dataset.class_names) if base.data.tag_scheme == 'bio' else None
   # Every device of every process holds the whole state; batches are split by rows.
   mesh = Mesh(jax.devices(), ('data',))
   # The first model trains them all (a vectorised step gives each run its own rates).
   states = [jax.device_put(create_train_state(
       seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
-      get_task(c.task)), NamedSharding(mesh, P())) for c in configs]
+      get_task(c.task, spans=spans)), NamedSharding(mesh, P())) for c in configs]
   return Setup(dataset, buckets, models, states, mesh)
 
 

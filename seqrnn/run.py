@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from seqrnn import config as config_lib
-from seqrnn import group
+from seqrnn import ctc, group
 from seqrnn import hosts
 from seqrnn import workdir as workdir_lib
 from seqrnn.checkpoint import Checkpoints, NoUsableCheckpoint
@@ -27,7 +27,7 @@ from seqrnn.prepare import (load_and_check_data, packing_line, prepare_data,  # 
                             put_sharded, seed_keys, use_compilation_cache)
 from seqrnn.run_state import Run, say, test_of_best
 from seqrnn.tasks import accumulate, summarize
-from seqrnn.train import eval_step, train_step
+from seqrnn.train import eval_step, model_args, train_step
 
 
 class Preempted(Exception):
@@ -128,11 +128,13 @@ def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
 _jit_eval = jax.jit(eval_step)
 
 
-def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
+def evaluate_checkpoint(workdir, checkpoint='best', split='test', beam_width=0):
   """Metrics of a saved state of the run in `workdir`, with the config it runs.
 
   `checkpoint`: 'best' (the best eval step's state, WORKDIR/best), 'latest', or a
-  step number of WORKDIR/checkpoints. Writes nothing. Returns (step, metrics).
+  step number of WORKDIR/checkpoints. `beam_width` > 0 (task 'ctc', one process) adds
+  the metrics of prefix beam search decoding (`beam_...`). Writes nothing. Returns
+  (step, metrics).
   """
   workdir = pathlib.Path(workdir)
   flat = workdir_lib.saved_config(workdir)
@@ -151,8 +153,25 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test'):
     raise NoUsableCheckpoint(f'{workdir / sub} holds no checkpoint yet')
   if split not in setup.dataset.splits:
     raise ValueError(f'split={split!r} is not one of {sorted(setup.dataset.splits)}')
-  return int(hosts.local_value(state.step)), _evaluate(
-      state, setup.dataset.splits[split], config, setup.buckets, put_sharded(setup.mesh, P('data')))
+  if beam_width and (config.task != 'ctc' or jax.process_count() > 1):
+    raise ValueError(f'beam_width={beam_width}: beam search decodes CTC outputs (this run\'s task '
+                     f'is {config.task!r}) on one process (there are {jax.process_count()})')
+  metrics = _evaluate(state, setup.dataset.splits[split], config, setup.buckets,
+                      put_sharded(setup.mesh, P('data')))
+  if beam_width:
+    total = None
+    for batch in batching.eval_batches(setup.dataset.splits[split], buckets=setup.buckets,
+                                       batch_size=config.data.eval_batch_size):
+      logits = np.asarray(_jit_logits(state, batch), np.float32)
+      total = accumulate(total, ctc.beam_metrics(logits, batch, beam_width))
+    metrics.update(summarize(total))
+  return int(hosts.local_value(state.step)), metrics
+
+
+@jax.jit
+def _jit_logits(state, batch):
+  args, kwargs = model_args(batch)
+  return state.apply_fn({'params': state.params}, *args, **kwargs, train=False)
 
 
 def _train(configs, workdirs, restart_from_scratch):

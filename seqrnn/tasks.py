@@ -6,9 +6,15 @@ add up exactly over batches, devices and hosts (`summarize` divides at the
 end). `batch['weights']` ([batch], optional) zeroes padding examples.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
+
+from seqrnn import crf
+from seqrnn import ctc as ctc_lib
+from seqrnn import spans as spans_lib
 
 
 def _weights(batch):
@@ -26,27 +32,45 @@ def classification(logits_bc, batch):
   return {'loss': ((xent_b * w_b).sum(), n), 'accuracy': ((correct_b * w_b).sum(), n)}
 
 
-def labelling(logits_btc, batch):
-  """Cross-entropy averaged over real timesteps only; per-step accuracy and
-  whole-sequence accuracy (every real step right; in packed rows, `segments`,
-  each sequence counted on its own); with `batch['unknown']` ([batch, time]
-  bool, e.g. words unseen in training), accuracy on those steps."""
+def labelling(logits_btc, batch, spans=None):
+  """Per-step labels, by the model's head: logits [batch, time, C] (softmax) or
+  `crf.CRFScores` (a linear-chain CRF). The loss is the softmax's cross-entropy, or
+  the CRF's negative log-likelihood of each sequence, summed and divided by the real
+  timesteps alike (a per-token figure either way); predictions are each step's argmax,
+  or Viterbi's best sequence. Metrics: per-step accuracy and whole-sequence accuracy
+  (every real step right; in packed rows, `segments`, each sequence counted on its
+  own); with `batch['unknown']` ([batch, time] bool, e.g. words unseen in training),
+  accuracy on those steps; with `spans` (`spans.bio_tags` of the tag names), the span F1
+  of BIO tags, as (2 * right spans, predicted + gold spans)."""
   w_b = _weights(batch)
   labels_bt = batch['labels']
   num_steps = labels_bt.shape[1]
   real_steps_bt = jnp.arange(num_steps)[None, :] < batch['lengths'][:, None]
   real_bt = real_steps_bt * w_b[:, None]
   # Padded positions may hold any label; clip so the gather stays in range.
-  labels_bt = jnp.clip(labels_bt, 0, logits_btc.shape[-1] - 1)
-  xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32), labels_bt)
-  correct_bt = (jnp.argmax(logits_btc, -1) == labels_bt)
+  labels_bt = jnp.clip(labels_bt, 0, num_classes(logits_btc) - 1)
+  if isinstance(logits_btc, crf.CRFScores):
+    segments = batch.get('segments')
+    loss = (crf.nll(logits_btc, labels_bt, batch['lengths'], segments) * w_b).sum()
+    predicted_bt = crf.viterbi(logits_btc, batch['lengths'], segments)
+  else:
+    xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32),
+                                                              labels_bt)
+    loss = (xent_bt * real_bt).sum()
+    predicted_bt = jnp.argmax(logits_btc, -1)
+  correct_bt = predicted_bt == labels_bt
   # A row is one sequence unless it is packed (`segments` numbers its sequences).
   segments_bt = batch.get('segments', real_steps_bt.astype(jnp.int32))
   seq_correct, seqs = _sequences_correct(correct_bt, segments_bt, w_b)
   steps = real_bt.sum()
-  metrics = {'loss': ((xent_bt * real_bt).sum(), steps),
+  metrics = {'loss': (loss, steps),
              'accuracy': ((correct_bt * real_bt).sum(), steps),
              'sequence_accuracy': (seq_correct, seqs)}
+  if spans is not None:
+    first_bt = crf.boundaries(batch['lengths'], num_steps, batch.get('segments'))[1]
+    right, predicted, gold = spans_lib.span_counts(predicted_bt, labels_bt, real_steps_bt,
+                                                   first_bt, w_b, *spans)
+    metrics['span_f1'] = (2 * right, predicted + gold)
   if 'unknown' in batch:
     unknown_bt = batch['unknown'] * real_bt
     metrics['unknown_accuracy'] = ((correct_bt * unknown_bt).sum(), unknown_bt.sum())
@@ -66,14 +90,40 @@ def _sequences_correct(correct_bt, segments_bt, w_b):
   return ((size > 0) & (wrong == 0)) @ w, (size > 0) @ w
 
 
-TASKS = {'classification': classification, 'labelling': labelling}
+def ctc(logits_btc, batch):
+  """CTC (`seqrnn.ctc`): `labels` [batch, max_labels] of `label_lengths` [batch], in
+  [1, C) (class 0 is the blank), not aligned to the steps. The loss is -log p(labels)
+  a sequence; predictions are greedy (best path) decodings. Metrics: the label error
+  rate (edit distance over the number of target labels) and whole-sequence accuracy."""
+  w_b = _weights(batch)
+  labels_bl, label_lengths_b = batch['labels'], batch['label_lengths']
+  loss_b = ctc_lib.loss(logits_btc, batch['lengths'], labels_bl, label_lengths_b)
+  decoded, decoded_lengths = ctc_lib.greedy_decode(logits_btc, batch['lengths'])
+  distance_b = ctc_lib.edit_distance(decoded, decoded_lengths, labels_bl, label_lengths_b)
+  n = w_b.sum()
+  return {'loss': ((loss_b * w_b).sum(), n),
+          'label_error_rate': ((distance_b * w_b).sum(), (label_lengths_b * w_b).sum()),
+          'sequence_accuracy': (((distance_b == 0) * w_b).sum(), n)}
 
 
-def get_task(name):
-  """The `(logits, batch) -> metrics` function of task `name`."""
+def num_classes(logits):
+  """C of a head's output: logits [..., C] or CRFScores."""
+  return logits.num_classes if isinstance(logits, crf.CRFScores) else logits.shape[-1]
+
+
+TASKS = {'classification': classification, 'labelling': labelling, 'ctc': ctc}
+
+
+def get_task(name, spans=None):
+  """The `(logits, batch) -> metrics` function of task `name`; `spans` (labelling: the
+  `spans.bio_tags` of BIO tag names) adds the span F1."""
   if name not in TASKS:
     raise ValueError(f'config.task={name!r} is not a task; expected one of {sorted(TASKS)}')
-  return TASKS[name]
+  if spans is None:
+    return TASKS[name]
+  if name != 'labelling':
+    raise ValueError(f"BIO spans are labelling's; config.task={name!r}")
+  return functools.partial(labelling, spans=spans)
 
 
 def summarize(metrics):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from seqrnn import tasks
 from seqrnn.batch import batch_is_valid
 
 
@@ -105,7 +106,7 @@ def train_step(state, batch, rng):
                             rngs={'dropout': key})
     metrics = state.task(logits, batch)
     loss_sum, count = metrics['loss']
-    return loss_sum / count, (metrics, batch_is_valid(batch, num_classes=logits.shape[-1]))
+    return loss_sum / count, (metrics, batch_is_valid(batch, num_classes=tasks.num_classes(logits)))
 
   grads, (metrics, valid) = jax.grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.tree.norm(grads)

@@ -3,6 +3,8 @@
 import json
 import pathlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from seqrnn.config import default_config
@@ -74,3 +76,15 @@ def sigterm_during_test_evaluation(monkeypatch):
     return real(split, **kw)
 
   monkeypatch.setattr(batching, 'eval_batches', signalled)
+
+
+def assert_gradient_is_finite_differences(loss, params, eps=1e-6, rtol=1e-7):
+  """jax.grad(loss) at `params` (float64, under jax.enable_x64) along a fixed direction
+  against the central difference (loss(p + eps d) - loss(p - eps d)) / (2 eps)."""
+  grads = jax.grad(loss)(params)
+  direction = jax.tree.map(lambda a: jnp.sin(jnp.arange(a.size) + 1.0).reshape(a.shape), params)
+  shifted = lambda k: loss(jax.tree.map(lambda a, d: a + k * eps * d, params, direction))
+  numeric = (shifted(1) - shifted(-1)) / (2 * eps)
+  analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
+                                                  jax.tree.leaves(direction)))
+  np.testing.assert_allclose(analytic, numeric, rtol=rtol)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_gradient_is_finite_differences
 
 import seqrnn
 from seqrnn import LSTMState, Recurrent, RNNStack, cell_state, hidden_state, with_states
@@ -100,7 +101,7 @@ def test_zoneout_reads_flax_lstms_c_h_carry_through_the_accessors():
     np.testing.assert_allclose(carry[0][b], c[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('cell', ['gru', 'lstm', 'ln_gru', 'flax_lstm'])
+@pytest.mark.parametrize('cell', ['gru', 'lstm', 'flax_lstm'])
 def test_bfloat16_computes_in_bfloat16_and_keeps_parameters_carries_and_gradients_float32(cell):
   low = RNNStack(cell=cell, hidden_size=8, dtype=jnp.bfloat16, return_carry=True)
   full = low.clone(dtype=jnp.float32)
@@ -115,7 +116,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_parameters_carries_and_gradient
   assert {a.dtype for a in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
 
 
-@pytest.mark.parametrize('cell', ['gru', 'lstm', 'flax_lstm', 'ln_gru'])
+@pytest.mark.parametrize('cell', ['gru', 'lstm', 'flax_lstm'])
 def test_float64_runs_every_cell_in_float64_and_its_gradient_matches_finite_differences(cell):
   with jax.enable_x64(True):
     x = jnp.asarray(X, jnp.float64)
@@ -124,15 +125,8 @@ def test_float64_runs_every_cell_in_float64_and_its_gradient_matches_finite_diff
     carries, outputs = stack.apply(params, x, LENGTHS)
     assert {a.dtype for a in jax.tree.leaves((params, carries, outputs))} == {
         jnp.dtype(jnp.float64)}
-    loss = lambda p: (stack.apply(p, x, LENGTHS)[1] ** 2).sum()
-    grads = jax.grad(loss)(params)
-    direction = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size).reshape(a.shape)), params)
-    eps = 1e-6
-    shifted = lambda s: loss(jax.tree.map(lambda a, d: a + s * eps * d, params, direction))
-    numeric = (shifted(1) - shifted(-1)) / (2 * eps)
-    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
-                                                    jax.tree.leaves(direction)))
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-7)
+    assert_gradient_is_finite_differences(lambda p: (stack.apply(p, x, LENGTHS)[1] ** 2).sum(),
+                                          params)
 
 
 def test_forward_mode_through_the_fused_loop_is_named_also_under_jit():

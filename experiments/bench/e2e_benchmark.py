@@ -4,6 +4,7 @@
   python -m experiments.bench.e2e_benchmark --steps=300 --baseline=/tmp/old  # and an older commit
   python -m experiments.bench.e2e_benchmark --config=experiments/configs/ocr.py \
       --config.data.path=.../letter.data.gz
+  python -m experiments.bench.e2e_benchmark --variant=model.head=crf  # the CRF head's cost
 
 Trains the config's model for `--steps` steps on the batches a run of the config
 trains on (its buckets, its batching), and the same model with Flax's stack in
@@ -16,6 +17,9 @@ second seqrnn trainer, to show what packing gives. The JAX trainers train step
 by step interleaved, so that machine noise hits them alike: pass 1 includes
 compilation (each padded length compiles when it first appears), pass 2
 repeats the same steps with everything compiled.
+
+`--variant=FIELD=VALUE` (repeatable) adds the config's model with that model field
+changed (e.g. `model.head=crf`) as one more seqrnn trainer, on the same batches.
 
 `--baseline=DIR` adds another seqrnn commit's code, checked out in DIR (e.g.
 `git worktree add DIR COMMIT`), to the interleaved trainers: its version of the
@@ -56,6 +60,8 @@ flags.DEFINE_integer('steps', 300, 'Training steps timed in each pass.')
 flags.DEFINE_string('baseline', None, 'A checkout of another seqrnn commit (960cae3 or later): '
                     'its code trains its version of the config (with the same overrides) on its '
                     'own batches, interleaved with the others.')
+flags.DEFINE_multi_string('variant', [], 'model.FIELD=VALUE: also train the config\'s model with '
+                          'this field changed, on the same batches (e.g. model.head=crf).')
 FLAGS = flags.FLAGS
 
 
@@ -78,6 +84,16 @@ def main(argv):
   if config.data.pack:
     runs['seqrnn, one sequence a row'] = Trainer(model, config, one_a_row[0]), one_a_row
   runs['flax'] = Trainer(flax_model(config, dataset), config, one_a_row[0]), one_a_row
+  for variant in FLAGS.variant:
+    field, _, value = variant.partition('=')
+    changed = config.model.copy_and_resolve_references()
+    if not field.startswith('model.') or field[6:] not in changed:
+      raise ValueError(f'--variant={variant!r}: expected model.FIELD=VALUE, FIELD one of '
+                       f'{sorted(changed)}')
+    changed[field[6:]] = type(changed[field[6:]])(value)
+    variant_model = build_model(config.task, changed, num_classes=dataset.num_classes,
+                                vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
+    runs[f'seqrnn, {variant}'] = Trainer(variant_model, config, ours[0]), ours
   if FLAGS.baseline:
     runs[f'baseline {FLAGS.baseline}'] = baseline_run(FLAGS.baseline)
   print(f'{config.data.name}: {FLAGS.steps} steps of batch {config.data.batch_size}, buckets '

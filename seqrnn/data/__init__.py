@@ -16,6 +16,7 @@ DATASETS = {
     'mnist': idx.load_mnist,
     'fashion_mnist': idx.load_fashion_mnist,
     'ocr': ocr.load,
+    'ocr_unsegmented': ocr.load_unsegmented,
     'uea': timeseries.load,
 }
 
@@ -45,7 +46,10 @@ def auto_frame_size(lengths):
 
 
 def _framable(dataset):
-  return dataset.num_features is not None and dataset.splits['train']['labels'].ndim == 1
+  """Float inputs whose labels are not on the time axis: one a sequence, or CTC's."""
+  train = dataset.splits['train']
+  return dataset.num_features is not None and (train['labels'].ndim == 1
+                                               or 'label_lengths' in train)
 
 
 def in_frames(dataset, size, stride):

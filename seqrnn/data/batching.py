@@ -80,10 +80,11 @@ def auto_bucket_lengths(lengths, *, trained_sequences, compile_cost_slots=COMPIL
 
 
 def pad_to(batch, num_steps):
-  """Crops or zero-pads the time axis (axis 1 of every array of rank >= 2)."""
+  """Crops or zero-pads the time axis (axis 1 of every array of rank >= 2, but labels
+  with lengths of their own, CTC's, which are not on it)."""
   out = dict(batch)
   for key, x in batch.items():
-    if x.ndim >= 2:
+    if x.ndim >= 2 and not (key == 'labels' and 'label_lengths' in batch):
       if x.shape[1] >= num_steps:
         out[key] = x[:, :num_steps]
       else:

@@ -1,4 +1,6 @@
-"""The Stanford OCR handwritten words (Kassel, Taskar): one letter per step, 16x8 pixels.
+"""The Stanford OCR handwritten words (Kassel, Taskar): one letter per step, 16x8 pixels
+(`load`), or each word one image, its letters' images side by side, read a pixel column
+a step with the word's letters as an unaligned target (`load_unsegmented`, for CTC).
 
 File format (`letter.data`, optionally gzipped), one letter a line, tab-separated:
   id  letter  next_id  word_id  position  fold  p_0 ... p_127
@@ -83,10 +85,42 @@ def _split(words):
   return {'inputs': inputs, 'lengths': lengths, 'labels': labels}
 
 
+def _unsegmented_split(words):
+  """Each word as pixel columns [8 * letters, 16] (a letter is 16 rows of 8 pixels, row
+  by row in the file), its letters 1..26 (0 is CTC's blank) as the target."""
+  columns = [w.reshape(len(w), 16, 8).transpose(0, 2, 1).reshape(-1, 16) for w, _ in words]
+  inputs, lengths = pad_sequences(columns, np.float32)
+  labels, label_lengths = pad_sequences([l + 1 for _, l in words], np.int32)
+  return {'inputs': inputs, 'lengths': lengths, 'labels': labels, 'label_lengths': label_lengths}
+
+
 def load(data_config):
   """Labelling data from `config.data.path`. Fold `config.data.ocr.fold` is the test set and
   the other nine train, or (`config.data.ocr.train_on_one_fold`) the reverse; a tenth of the
   training words is held out for evaluation."""
+  whole, train_mask = _words_and_folds(data_config, _split)
+  return _splits(whole, train_mask, num_classes=26, num_features=128,
+                 class_names=tuple(string.ascii_lowercase))
+
+
+def load_unsegmented(data_config):
+  """CTC data (`task='ctc'`) from the same file and folds as `load`: each word one image,
+  read a pixel column (16 pixels) a step, 8 steps a letter, its letters the target with no
+  alignment to the columns (27 classes: the blank, a-z)."""
+  whole, train_mask = _words_and_folds(data_config, _unsegmented_split)
+  return _splits(whole, train_mask, num_classes=27, num_features=16,
+                 class_names=('<blank>',) + tuple(string.ascii_lowercase))
+
+
+def _splits(whole, train_mask, **info):
+  train = take(whole, np.flatnonzero(train_mask))
+  eval_idx, train_idx = split_indices(len(train['lengths']), (0.1, 0.9), seed=0)
+  return Dataset(splits={'train': take(train, train_idx), 'eval': take(train, eval_idx),
+                         'test': take(whole, np.flatnonzero(~train_mask))}, **info)
+
+
+def _words_and_folds(data_config, make_split):
+  """(every word as `make_split` lays them out, the training words' mask)."""
   if not data_config.path:
     raise FileNotFoundError(f'data set ocr needs config.data.path: {_SOURCE}')
   if not pathlib.Path(data_config.path).is_file():
@@ -96,10 +130,4 @@ def load(data_config):
   if not 0 <= data_config.ocr.fold < NUM_FOLDS:
     raise ValueError(f'config.data.ocr.fold={data_config.ocr.fold} must be in [0, {NUM_FOLDS})')
   in_fold = folds == data_config.ocr.fold
-  train_mask = in_fold if data_config.ocr.train_on_one_fold else ~in_fold
-  whole = _split(words)
-  train = take(whole, np.flatnonzero(train_mask))
-  eval_idx, train_idx = split_indices(len(train['lengths']), (0.1, 0.9), seed=0)
-  return Dataset(splits={'train': take(train, train_idx), 'eval': take(train, eval_idx),
-                         'test': take(whole, np.flatnonzero(~train_mask))},
-                 num_classes=26, num_features=128, class_names=tuple(string.ascii_lowercase))
+  return make_split(words), in_fold if data_config.ocr.train_on_one_fold else ~in_fold
