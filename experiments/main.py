@@ -2,6 +2,7 @@
 
   python -m experiments.main --config=experiments/configs/digits.py --workdir=/tmp/digits \
       --config.model.cell=lstm --config.model.num_layers=2
+  python -m experiments.main --config=experiments/configs/digits.py --print_config  # and exit
 
 On several processes (hosts), the same command on each, plus `--distributed` (JAX
 finds a Cloud TPU slice, SLURM or Open MPI job by itself) or the coordinator's
@@ -27,7 +28,9 @@ flags.DEFINE_bool('restart_from_scratch', False, 'Train a workdir whose checkpoi
                   'set aside as damaged from step 0 again (its earlier metrics.jsonl and best/ '
                   'are kept under other names); without it such a workdir is refused.')
 flags.DEFINE_bool('traceback', False, 'On an error, show its whole traceback, not one line.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_bool('print_config', False, 'Print the config, resolved and validated, one '
+                  '`field = value` a line, and exit: nothing is trained or written.')
+flags.mark_flags_as_required(['config'])
 FLAGS = flags.FLAGS
 
 
@@ -36,6 +39,17 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  if FLAGS.print_config:
+    try:
+      seqrnn.validate_config(FLAGS.config)
+    except (ValueError, TypeError) as e:
+      sys.exit(f'error: {e}')
+    for name, value in seqrnn.config.to_flat_dict(FLAGS.config).items():
+      print(f'{name} = {value!r}')
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required (where the run writes; --print_config needs '
+                         'none)')
   distributed.initialize()
   try:
     results = seqrnn.train_and_evaluate(FLAGS.config, FLAGS.workdir,

@@ -131,7 +131,9 @@ def plot_curves(runs, path):
   plt = _pyplot()
   names = sorted({k for records in runs.values() for r in records
                   if r['split'] in ('train', 'eval') for k in r
-                  if k not in ('step', 'split', 'steps_per_s', 'skipped_updates')})
+                  # the schedule is the config's: TensorBoard and metrics.jsonl have it
+                  if k not in ('step', 'split', 'steps_per_s', 'skipped_updates',
+                               'learning_rate')})
   cols = min(3, max(1, len(names)))
   rows = max(1, math.ceil(len(names) / cols))
   legend_rows = math.ceil(len(runs) / 2)

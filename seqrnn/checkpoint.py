@@ -12,6 +12,7 @@ it builds a vocabulary from) is refused with what differs, and nothing is moved.
 """
 
 import hashlib
+import logging
 import pathlib
 import sys
 
@@ -22,6 +23,19 @@ import orbax.checkpoint as ocp
 
 from seqrnn import hosts
 from seqrnn import workdir as workdir_lib
+
+
+class _AskedForReadOnly(logging.Filter):
+  """Drops Orbax's warnings that a manager is read only, which it logs for every read-only
+  manager (evaluation, sweep reports): seqrnn asked for it, nothing to act on."""
+
+  def filter(self, record):
+    message = record.getMessage()
+    return not ('Given directory is read only' in message
+                or 'CheckpointManagerOptions.read_only=True' in message)
+
+
+logging.getLogger('absl').addFilter(_AskedForReadOnly())
 
 
 class NoUsableCheckpoint(RuntimeError):

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 
 from tensorboardX import SummaryWriter
 
@@ -31,6 +32,7 @@ class MetricLog:
     tmp.write_text(''.join(kept))
     os.replace(tmp, self.path)
     self._file = open(self.path, 'a')
+    self._workdir = pathlib.Path(workdir)
     self._tb = SummaryWriter(str(workdir), purge_step=start_step + 1, flush_secs=30)
 
   def write(self, step, split, metrics):
@@ -39,6 +41,15 @@ class MetricLog:
     self._file.flush()
     for name, value in metrics.items():
       self._tb.add_scalar(f'{split}/{name}', float(value), int(step))
+
+  def write_hparams(self, flat_config, results):
+    """The config and the final metrics for TensorBoard's HParams tab (which compares a
+    sweep's runs), in WORKDIR/hparams (replaced: a resumed run's end writes it again)."""
+    shutil.rmtree(self._workdir / 'hparams', ignore_errors=True)
+    config = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+              for k, v in flat_config.items()}
+    self._tb.add_hparams(config, {f'hparam/{k}': float(v) for k, v in results.items()},
+                         name='hparams')
 
   def sync(self):
     """Forces everything written so far to disk (before a checkpoint)."""
@@ -56,6 +67,9 @@ class NoLog:
   """What processes other than 0 log: nothing (process 0 writes for all)."""
 
   def write(self, step, split, metrics):
+    pass
+
+  def write_hparams(self, flat_config, results):
     pass
 
   def sync(self):

@@ -7,6 +7,7 @@ are `seqrnn.run_state.Run`'s; what stacking runs adds is `seqrnn.group`'s."""
 import contextlib
 import pathlib
 import signal
+import sys
 import threading
 import time
 
@@ -251,9 +252,11 @@ def _loop(runs, setup, start):
   last_step, pending = start, []  # pending: (step, device metrics) not yet fetched
   window_start, window_steps = time.perf_counter(), 0
   bar_name = 'train' if k_runs == 1 else f'train {k_runs} models'
+  # A bar on a terminal; in a log file (a batch job, `> log 2>&1`) a plain line a log step.
+  on_terminal = sys.stderr.isatty()
   with _stop_on_signals() as stop:
     with tqdm(total=cfg.num_steps, initial=min(start, cfg.num_steps), desc=bar_name,
-              dynamic_ncols=True, disable=not hosts.is_main()) as bar:
+              dynamic_ncols=True, disable=not (hosts.is_main() and on_terminal)) as bar:
       for step, batch in zip(range(start + 1, cfg.num_steps + 1),
                              batching.prefetch(make, range(start, cfg.num_steps))):
         state, metrics = train_on(state, batch, bar)
@@ -276,11 +279,16 @@ def _loop(runs, setup, start):
           break
         if logs:
           now = time.perf_counter()
+          rate = window_steps / (now - window_start)
           for k in active:
-            train_metrics = runs[k].write_train(step, window_steps / (now - window_start))
+            train_metrics = runs[k].write_train(step, rate)
+          shown = {k: f'{train_metrics[k]:.4f}' for k in ('loss', 'accuracy') if k in train_metrics}
           if k_runs == 1:
-            bar.set_postfix({k: f'{v:.4f}' for k, v in train_metrics.items()
-                             if k in ('loss', 'accuracy')})
+            bar.set_postfix(shown)
+          if not on_terminal:
+            say(f'{bar_name} step {step}/{cfg.num_steps}: '
+                + ''.join(f'{k}={v} ' for k, v in shown.items() if k_runs == 1)
+                + f'({rate:.1f} steps/s, {(cfg.num_steps - step) / rate:.0f} s left)')
           window_start, window_steps = now, 0
         states = {k: state_of(k) for k in active} if evals or saves else {}
         if evals:
@@ -306,6 +314,9 @@ def _loop(runs, setup, start):
       r.results.update(test_of_best(r.best, state_k, last_step, r.results['test'],
                                     lambda s, k=k: evaluate(k, 'test', s, stop), r.log))
       r.results.update(compiled_train_shapes=len(compiled), buckets=buckets)
+      r.log.write_hparams(config_lib.to_flat_dict(r.config), {
+          f'{split}_{name}': value for split in ('eval', 'test', 'test_best')
+          for name, value in r.results.get(split, {}).items()})
   return [r.error if r.error is not None else r.results for r in runs]
 
 

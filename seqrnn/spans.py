@@ -6,7 +6,6 @@ another type (or begins a sequence) begins a span, as conlleval reads it.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 def bio_tags(class_names):

@@ -80,7 +80,10 @@ def create_train_state(key, model, example_batch, tx, task):
   """Initialises parameters from `key` with shapes taken from `example_batch`."""
   args, kwargs = model_args(example_batch)
   params = model.init({'params': key}, *args, **kwargs, train=False)['params']
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, task=task)
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, task=task)
+  # A strong int32, as a restored checkpoint's: a weakly typed 0 lowers the train step to
+  # another program, which a resume would then miss in the persistent compilation cache.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def train_step(state, batch, rng):
@@ -111,15 +114,28 @@ def train_step(state, batch, rng):
   grads, (metrics, valid) = jax.grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.tree.norm(grads)
   new_state = state.apply_gradients(grads=grads)
+  learning_rate = _learning_rate(new_state.opt_state)
   finite = (jnp.isfinite(grad_norm) & jnp.isfinite(metrics['loss'][0])
             & _all_finite((new_state.params, new_state.opt_state)))
   ok = finite & valid
   new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state,
                            state.replace(step=new_state.step))
   metrics['grad_norm'] = (grad_norm, 1.0)
+  if learning_rate is not None:  # the schedule's value at this step (each model's, under vmap)
+    metrics['learning_rate'] = (learning_rate, 1.0)
   metrics['nonfinite'] = (1.0 - finite.astype(jnp.float32), 1.0)
   metrics['invalid_batch'] = (1.0 - valid.astype(jnp.float32), 1.0)
   return new_state, metrics
+
+
+def _learning_rate(opt_state):
+  """The learning rate an `optax.inject_hyperparams` optimiser (`make_optimizer`'s) used at
+  the update that gave `opt_state`, or None for an optimiser that does not say."""
+  for part in opt_state if isinstance(opt_state, tuple) else (opt_state,):
+    hyperparams = getattr(part, 'hyperparams', None)
+    if isinstance(hyperparams, dict) and 'learning_rate' in hyperparams:
+      return hyperparams['learning_rate']
+  return None
 
 
 def _all_finite(tree):

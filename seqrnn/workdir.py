@@ -24,8 +24,11 @@ class WorkdirInUse(RuntimeError):
 
 @contextlib.contextmanager
 def locked(workdir):
-  """Holds an exclusive lock on `workdir` (created if needed) for the block."""
+  """Holds an exclusive lock on `workdir` (created if needed) for the block. A block that
+  fails leaving nothing but the lock (a run refused before it wrote anything: bad data, a
+  bad config) takes the lock file away too, and the directory if it made it."""
   workdir = pathlib.Path(workdir)
+  made = not workdir.exists()
   workdir.mkdir(parents=True, exist_ok=True)
   f = open(workdir / '.lock', 'a+')
   try:
@@ -42,6 +45,12 @@ def locked(workdir):
     f.write(f'{os.getpid()}\n')
     f.flush()
     yield
+  except BaseException:
+    if [p.name for p in workdir.iterdir()] == ['.lock']:
+      (workdir / '.lock').unlink()  # still held: no other process takes it in between
+      if made:
+        workdir.rmdir()
+    raise
   finally:
     f.close()  # closing the file releases the lock
 

@@ -88,3 +88,17 @@ def assert_gradient_is_finite_differences(loss, params, eps=1e-6, rtol=1e-7):
   analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
                                                   jax.tree.leaves(direction)))
   np.testing.assert_allclose(analytic, numeric, rtol=rtol)
+
+
+def tensorboard_tags(directory):
+  """The summary tags of the TensorBoard event files in `directory` (read as TFRecords)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  tags = set()
+  for path in pathlib.Path(directory).glob('events.out.tfevents.*'):
+    data, i = path.read_bytes(), 0
+    while i < len(data):  # length (8 bytes), its CRC (4), the event, its CRC (4)
+      (n,) = struct.unpack('<Q', data[i:i + 8])
+      tags |= {v.tag for v in event_pb2.Event.FromString(data[i + 12:i + 12 + n]).summary.value}
+      i += 16 + n
+  return tags

@@ -131,3 +131,24 @@ def test_a_run_whose_checkpoints_were_all_set_aside_is_not_restarted_unless_aske
   assert restore_checkpoint(workdir / 'checkpoints')[0] == 30
   with pytest.raises(ValueError, match=r'holds a usable checkpoint \(step 30\)'):
     train_and_evaluate(digits_config(40), workdir, restart_from_scratch=True)
+
+
+def test_a_restored_state_compiles_to_the_fresh_states_program(trained):
+  """So a resume finds the train step in the persistent compilation cache: JAX keys it on
+  the lowered program, which a weakly typed fresh step counter (an int) once changed."""
+  from seqrnn import prepare
+  from seqrnn.checkpoint import Checkpoints
+  from seqrnn.data import batching
+  from seqrnn.train import train_step
+  stopped, _ = trained
+  config = digits_config(20)
+  setup = prepare.setup([config])
+  checkpoints = Checkpoints((stopped / 'checkpoints').absolute(), None, read_only=True)
+  try:
+    restored, _ = checkpoints.restore(setup.states[0], None)
+  finally:
+    checkpoints.close()
+  batch = batching.train_batch(setup.dataset.splits['train'], 0, batch_size=64,
+                               buckets=setup.buckets, seed=0)
+  lower = lambda state: jax.jit(train_step).lower(state, batch, jax.random.key(0)).as_text()
+  assert lower(restored) == lower(setup.states[0])

@@ -1,6 +1,7 @@
 """End to end: train_and_evaluate on real data, its files, and resuming."""
 
 import json
+import logging
 import pathlib
 import re
 import signal
@@ -12,13 +13,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from helpers import digits_config, metric_records, restore_checkpoint
+from helpers import digits_config, metric_records, restore_checkpoint, tensorboard_tags
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
 
 
 def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
-  results = train_and_evaluate(digits_config(150), tmp_path)
+  config = digits_config(150)
+  results = train_and_evaluate(config, tmp_path)
   assert results['test']['accuracy'] > 0.8  # chance is 0.1
   assert results['compiled_train_shapes'] == 1
   saved = json.loads((tmp_path / 'config.json').read_text())
@@ -28,7 +30,13 @@ def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
   assert [r['step'] for r in records if r['split'] == 'eval'] == [50, 100, 150]
   assert [r['split'] for r in records if r['step'] == 150] == ['train', 'eval', 'test',
                                                                'test_best']
-  assert list(tmp_path.glob('events.out.tfevents.*'))
+  tags = tensorboard_tags(tmp_path)
+  assert {'train/loss', 'train/learning_rate', 'eval/accuracy', 'test/accuracy'} <= tags
+  # The config and the final metrics for the HParams tab, which compares a sweep's runs.
+  assert {'_hparams_/experiment', '_hparams_/session_start_info',
+          'hparam/test_accuracy'} <= tensorboard_tags(tmp_path / 'hparams')
+  peak = config.optim.learning_rate  # each logging window's mean of the schedule
+  assert all(0 < r['learning_rate'] <= peak * (1 + 1e-6) for r in records if r['split'] == 'train')
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [140, 150]
   with ocp.CheckpointManager(tmp_path / 'checkpoints') as m:
     loop = m.restore(150, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))['loop']
@@ -80,6 +88,10 @@ def test_a_custom_cell_and_a_flax_cell_train_from_the_command_line(tmp_path, cel
   assert out.returncode == 0, out.stderr[-2000:]
   accuracy = float(re.search(r'^test: accuracy=([\d.]+)', out.stdout, re.M).group(1))
   assert accuracy > 0.6, out.stdout  # chance is 0.1
+  # Output to a pipe, as to a log file: a plain line a log step, no progress bar's \r.
+  assert '\r' not in out.stdout + out.stderr
+  assert re.search(r'^train step 150/150: loss=[\d.]+ accuracy=[\d.]+ \([\d.]+ steps/s, 0 s '
+                   r'left\)$', out.stdout, re.M), out.stdout
 
 
 def test_compiled_steps_go_to_the_configured_persistent_cache(tmp_path):
@@ -104,9 +116,15 @@ def test_the_ud_tagger_trains_on_any_treebank_directory_and_reports_unseen_words
   results = train_and_evaluate(config, tmp_path / 'run')
   assert {'accuracy', 'unknown_accuracy', 'sequence_accuracy'} <= set(results['test'])
   assert results['test']['accuracy'] > 0.3  # 14 tags; the most frequent is about 0.3
+  # Refused for want of data, a run leaves nothing behind (no lock, no empty directories).
+  with pytest.raises(FileNotFoundError, match='data set conllu needs config.data.path: a '
+                                              'directory holding'):
+    train_and_evaluate(ud_pos.get_config('debug'), tmp_path / 'refused')
+  assert not (tmp_path / 'refused').exists()
 
 
-def test_the_best_eval_steps_state_is_tested_too_and_any_saved_state_can_be_evaluated(tmp_path):
+def test_the_best_eval_steps_state_is_tested_too_and_any_saved_state_can_be_evaluated(tmp_path,
+                                                                                     caplog):
   from seqrnn.checkpoint import NoUsableCheckpoint
   from seqrnn.run import evaluate_checkpoint
   config = digits_config(60, eval_every_steps=20)
@@ -117,7 +135,9 @@ def test_the_best_eval_steps_state_is_tested_too_and_any_saved_state_can_be_eval
   best = max(evals, key=lambda r: r['accuracy'])
   (test_best,) = [r for r in records if r['split'] == 'test_best']
   assert test_best['step'] == best['step'] == results['best_step'] < 60
-  step, metrics = evaluate_checkpoint(tmp_path, 'best')
+  with caplog.at_level(logging.WARNING):
+    step, metrics = evaluate_checkpoint(tmp_path, 'best')
+  assert not caplog.records, caplog.records  # Orbax's warnings that what was asked for is so
   assert step == best['step'] and metrics['accuracy'] == test_best['accuracy']
   (test_last,) = [r for r in records if r['split'] == 'test']
   assert evaluate_checkpoint(tmp_path, 'latest')[1]['accuracy'] == test_last['accuracy']

@@ -122,6 +122,22 @@ def test_the_command_line_prints_one_clean_message_for_a_bad_run(tmp_path):
   assert 'error: config.data.path=' in out.stderr and 'is not a file' in out.stderr
 
 
+def test_print_config_prints_the_validated_config_and_touches_nothing(tmp_path):
+  run = lambda *overrides: subprocess.run(
+      [sys.executable, '-m', 'experiments.main', '--config=experiments/configs/ocr.py',
+       '--print_config', *overrides], cwd=pathlib.Path(__file__).resolve().parents[1],
+      capture_output=True, text=True, timeout=120)
+  out = run('--config.model.cell=gru', f'--config.data.path={tmp_path / "letter.data.gz"}')
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert "model.cell = 'gru'" in lines and "task = 'labelling'" in lines
+  assert len(lines) == len(config.to_flat_dict(default_config())) and not out.stderr
+  assert not list(tmp_path.iterdir())
+  bad = run('--config.model.dropout_rate=1.0')
+  assert bad.returncode == 1 and bad.stderr.strip() == (
+      'error: config.model.dropout_rate=1.0 must be in [0, 1)')
+
+
 def test_unknown_config_field_is_refused():
   config = default_config()
   config.model.unlock()

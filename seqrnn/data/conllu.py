@@ -135,6 +135,10 @@ def make_dataset(train, eval_, test, data_config, sources=None):
 def load_directory(data_config):
   """A UD treebank directory with `*-ud-train.conllu`, `*-ud-dev.conllu`,
   `*-ud-test.conllu` (optionally gzipped), at `config.data.path`."""
+  if not data_config.path:
+    raise FileNotFoundError('data set conllu needs config.data.path: a directory holding one '
+                            '*-ud-train.conllu, *-ud-dev.conllu and *-ud-test.conllu (a UD '
+                            'treebank from universaldependencies.org)')
   root = pathlib.Path(data_config.path)
   files = {}
   for split, key in (('train', 'train'), ('eval', 'dev'), ('test', 'test')):
