@@ -180,6 +180,7 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   the report. Returns {name: status}."""
   workdir = pathlib.Path(workdir)
   sweep = [_plain(o) for o in sweep]
+  _check_fields(config, sweep)
   _check_same_runs(config, sweep, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   statuses, todo = {}, []
@@ -217,6 +218,21 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
     for path in report_lib.report(workdir, _swept_fields(sweep)):
       say(f'wrote {path}')
   return statuses
+
+
+def _check_fields(config, sweep):
+  """Refuses, before anything runs, a sweep naming a field the config does not have (a
+  typo would otherwise fail every run it is in, one by one). A bad value of a real field
+  fails its run alone, recorded in its status."""
+  errors, known = {}, set(seqrnn.config.to_flat_dict(config)) | set(seqrnn.config.RENAMED)
+  for name in {name for overrides in sweep for name in overrides} - known:
+    try:
+      seqrnn.config.set_field(config.copy_and_resolve_references(), name, None)
+    except ValueError as e:
+      errors[name] = str(e)
+  if errors:
+    raise ValueError(f'nothing was run: the sweep names {len(errors)} field(s) the config does '
+                     f'not have: {"; ".join(errors.values())}')
 
 
 def _check_same_runs(config, sweep, workdir):
@@ -259,12 +275,17 @@ def main(argv):
   distributed.initialize()
   try:
     sweep = load_sweep(FLAGS.sweep)
-    run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise,
-              say=print if seqrnn.hosts.is_main() else lambda _: None)
+    statuses = run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise,
+                         say=print if seqrnn.hosts.is_main() else lambda _: None)
   except seqrnn.Preempted as e:
     sys.exit(f'{e}; run the sweep again to go on')
   except (ValueError, TypeError, OSError) as e:
     sys.exit(f'error: {e}')
+  failed = [name for name, status in statuses.items() if status['status'] == 'failed']
+  if failed:  # the exit status says so too, for scripts and schedulers
+    sys.exit(f'{len(failed)} of {len(statuses)} runs failed ({", ".join(failed[:3])}'
+             f'{", ..." if len(failed) > 3 else ""}): their errors are in report.md and in '
+             f'each run\'s status.json')
 
 
 if __name__ == '__main__':

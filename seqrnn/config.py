@@ -397,7 +397,9 @@ def set_field(config, name, value):
       node = node[g]
     current = node[field]
   except (KeyError, AttributeError):
-    raise ValueError(f'config.{name} is not a config field') from None
+    close = difflib.get_close_matches(name, _flatten(default_config()), n=1)
+    hint = f'; did you mean config.{close[0]}?' if close else ''
+    raise ValueError(f'config.{name} is not a config field{hint}') from None
   if isinstance(current, tuple) or (isinstance(current, str) and isinstance(value, int)):
     value = type(current)(value)  # a list; a count given to a field like num_buckets='auto'
   node[field] = value

@@ -3,6 +3,9 @@ on a restart, and a report (table, CSV, figures) from the files alone."""
 
 import csv
 import json
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,3 +152,36 @@ def test_an_unreadable_status_file_is_named_and_its_run_taken_as_not_done(
   assert lines[0] == '[1/1] seed=3: running'  # resumed from its last checkpoint
   assert statuses['seed=3']['status'] == 'done'
   assert json.loads(path.read_text())['status'] == 'done'
+
+
+def test_a_typo_in_a_sweep_stops_it_before_any_run_and_failed_runs_set_the_exit_status(tmp_path):
+  root = pathlib.Path(__file__).resolve().parents[1]
+  sweep = lambda text: (tmp_path / 'sweep.py').write_text(f'def get_sweep():\n  return {text}\n')
+  run = lambda workdir: subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep', '--config=experiments/configs/digits.py:debug',
+       f'--sweep={tmp_path / "sweep.py"}', f'--workdir={workdir}'], cwd=root,
+      capture_output=True, text=True, timeout=300)
+  sweep("[{'model.cel': 'lstm'}, {'model.cel': 'gru', 'seed': 2}]")
+  out = run(tmp_path / 'typo')
+  assert out.returncode == 1 and out.stderr.strip() == (
+      "error: nothing was run: the sweep names 1 field(s) the config does not have: "
+      "config.model.cel is not a config field; did you mean config.model.cell?")
+  assert not (tmp_path / 'typo').exists()
+  sweep("[{'model.dropout_rate': 1.5}, {'model.dropout_rate': 2.0}]")  # each fails alone
+  out = run(tmp_path / 'bad')
+  assert out.returncode == 1 and out.stderr.strip().startswith(
+      '2 of 2 runs failed (model.dropout_rate=1.5, model.dropout_rate=2.0)')
+
+
+def test_random_draws_are_reproducible_in_range_and_log_uniform_where_asked():
+  from experiments.sweeps import loguniform, random, uniform
+  space = {'optim.learning_rate': loguniform(1e-4, 1e-2), 'model.dropout_rate': uniform(0, 0.5),
+           'model.cell': ['gru', 'lstm'], 'seed': 3}
+  runs = random(400, 0, space)
+  assert runs == random(400, 0, space) and runs != random(400, 1, space)
+  rates = np.array([r['optim.learning_rate'] for r in runs])
+  assert 1e-4 <= rates.min() and rates.max() <= 1e-2
+  assert 0.4 < np.mean(rates < 1e-3) < 0.6  # half the draws below the geometric middle
+  assert all(0 <= r['model.dropout_rate'] <= 0.5 and r['seed'] == 3 for r in runs)
+  assert {r['model.cell'] for r in runs} == {'gru', 'lstm'}
+  assert all(len(repr(r['optim.learning_rate'])) <= 10 for r in runs)  # readable run names
