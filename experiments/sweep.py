@@ -114,12 +114,19 @@ def _end(status, run_dir, outcome, seconds):
   return status
 
 
+ELSEWHERE = 'running elsewhere'  # another process (a second sweep on this workdir) holds it
+
+
 def run_one(config, overrides, run_dir):
   """Trains one run of the sweep in `run_dir`, writing its status.json. Returns it."""
+  previous = report_lib.read_status(run_dir)
   status = _begin(overrides, run_dir)
   start = time.perf_counter()
   try:
     outcome = seqrnn.train_and_evaluate(with_overrides(config, overrides), run_dir)
+  except workdir_lib.WorkdirInUse:  # taken since it was seen free: the holder's status stands
+    _write(_status_path(run_dir), previous or status)
+    return {**status, 'status': ELSEWHERE}
   except seqrnn.Preempted:
     _write(_status_path(run_dir), {**status, 'status': 'stopped'})
     raise
@@ -132,11 +139,16 @@ def run_one(config, overrides, run_dir):
 def run_together(config, jobs):
   """Trains `jobs` [(overrides, run_dir)], two or more of one shape, as one vectorised
   group (`seqrnn.group`); one by one where the group cannot be formed. Returns statuses."""
+  previous = [report_lib.read_status(d) for _, d in jobs]
   statuses = [_begin(o, d) for o, d in jobs]
   start = time.perf_counter()
   try:
     outcomes = seqrnn.run.train_runs([with_overrides(config, o) for o, _ in jobs],
                                      [d for _, d in jobs])
+  except workdir_lib.WorkdirInUse:  # another process took one: the rest go one by one
+    for before, status, (_, d) in zip(previous, statuses, jobs):
+      _write(_status_path(d), before or status)
+    return [run_one(config, o, d) for o, d in jobs]
   except seqrnn.Preempted:
     for status, (_, d) in zip(statuses, jobs):
       _write(_status_path(d), {**status, 'status': 'stopped'})
@@ -202,6 +214,8 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
     status = report_lib.read_status(run_dir)
     if status.get('status') == 'done':
       record(i, name, status, 'done before, skipped')
+    elif workdir_lib.held_elsewhere(run_dir):  # two sweep processes share the work
+      record(i, name, {**status, 'status': ELSEWHERE}, 'held by another process, skipped')
     else:
       todo.append((i, overrides, run_dir))
   for batch in _batches(config, todo, vectorise):
@@ -281,6 +295,10 @@ def main(argv):
     sys.exit(f'{e}; run the sweep again to go on')
   except (ValueError, TypeError, OSError) as e:
     sys.exit(f'error: {e}')
+  elsewhere = [name for name, status in statuses.items() if status['status'] == ELSEWHERE]
+  if elsewhere:
+    print(f'{len(elsewhere)} runs were trained by another process: run the sweep again once '
+          f'it ends for a report with their results')
   failed = [name for name, status in statuses.items() if status['status'] == 'failed']
   if failed:  # the exit status says so too, for scripts and schedulers
     sys.exit(f'{len(failed)} of {len(statuses)} runs failed ({", ".join(failed[:3])}'

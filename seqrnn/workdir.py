@@ -55,6 +55,19 @@ def locked(workdir):
     f.close()  # closing the file releases the lock
 
 
+def held_elsewhere(workdir):
+  """Whether another live process holds `workdir`'s lock now (a probe: takes and drops it)."""
+  path = pathlib.Path(workdir) / '.lock'
+  if not path.exists():
+    return False
+  with open(path, 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return True
+  return False  # closing the file dropped the probe's lock
+
+
 def check_writable(directory, field):
   """Raises OSError naming `field` unless files can be created in `directory`, or
   it can be created: a directory not there yet is not made (a run refused later,

@@ -4,6 +4,7 @@ on a restart, and a report (table, CSV, figures) from the files alone."""
 import csv
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -185,3 +186,23 @@ def test_random_draws_are_reproducible_in_range_and_log_uniform_where_asked():
   assert all(0 <= r['model.dropout_rate'] <= 0.5 and r['seed'] == 3 for r in runs)
   assert {r['model.cell'] for r in runs} == {'gru', 'lstm'}
   assert all(len(repr(r['optim.learning_rate'])) <= 10 for r in runs)  # readable run names
+
+
+def test_two_sweep_processes_on_one_workdir_share_its_runs(tmp_path):
+  root = pathlib.Path(__file__).resolve().parents[1]
+  (tmp_path / 'sweep.py').write_text(
+      "def get_sweep():\n  return [{'model.cell': c, 'seed': s} for c in ('gru', 'lstm') "
+      "for s in (0, 1)]\n")
+  command = [sys.executable, '-m', 'experiments.sweep',
+             '--config=experiments/configs/digits.py:debug', f'--sweep={tmp_path / "sweep.py"}',
+             f'--workdir={tmp_path / "w"}']
+  first, second = (subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2))
+  outs = [p.communicate(timeout=300) for p in (first, second)]
+  assert [p.returncode for p in (first, second)] == [0, 0], [err[-1500:] for _, err in outs]
+  trained = [line.split(': ')[0].split('] ')[1] for out, _ in outs for line in out.splitlines()
+             if re.match(r'\[\d/4\] .*: done(;|$)', line)]
+  assert sorted(trained) == sorted(run_name({'model.cell': c, 'seed': s})
+                                   for c in ('gru', 'lstm') for s in (0, 1))  # each run once
+  statuses = [json.loads(p.read_text()) for p in (tmp_path / 'w' / 'runs').glob('*/status.json')]
+  assert [s['status'] for s in statuses] == ['done'] * 4
