@@ -215,7 +215,10 @@ def report(workdir, overrides_fields=()):
   paths = list(write_table(rows, workdir))
   for row, d in zip(rows, dirs):
     row['_overrides'] = overrides[d]
-  paths.append(plot_curves({d.name: read_metrics(d) for d in dirs}, workdir / 'curves.png'))
+  curves = {d.name: read_metrics(d) for d in dirs}
+  (workdir / 'curves.png').unlink(missing_ok=True)  # a figure of an earlier report, if any
+  if any(curves.values()):  # runs that all failed before training draw nothing, not a blank
+    paths.append(plot_curves(curves, workdir / 'curves.png'))
   fields = list(overrides_fields) or sorted(
       {k for d in dirs for k in overrides[d] if numeric_field([r.get(k) for r in rows])})
   metrics = sorted({k for r in rows for k in r if k.startswith(('best_eval_', 'test_accuracy'))})

@@ -172,6 +172,9 @@ def test_a_typo_in_a_sweep_stops_it_before_any_run_and_failed_runs_set_the_exit_
   out = run(tmp_path / 'bad')
   assert out.returncode == 1 and out.stderr.strip().startswith(
       '2 of 2 runs failed (model.dropout_rate=1.5, model.dropout_rate=2.0)')
+  # Its report is the table alone: no run trained, so no blank figure.
+  assert sorted(p.name for p in (tmp_path / 'bad').iterdir()) == ['report.csv', 'report.md',
+                                                                 'runs']
 
 
 def test_random_draws_are_reproducible_in_range_and_log_uniform_where_asked():
