@@ -118,8 +118,14 @@ def _cell(value):
   return str(value).replace('|', '/').replace('\n', ' ')[:200]
 
 
+REPORT_EXTRA = "the figures need matplotlib: pip install 'seqrnn[report]'"
+
+
 def _pyplot():
-  import matplotlib
+  try:
+    import matplotlib
+  except ImportError:
+    raise ImportError(REPORT_EXTRA) from None
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   return plt
@@ -217,6 +223,11 @@ def report(workdir, overrides_fields=()):
     row['_overrides'] = overrides[d]
   curves = {d.name: read_metrics(d) for d in dirs}
   (workdir / 'curves.png').unlink(missing_ok=True)  # a figure of an earlier report, if any
+  try:
+    _pyplot()
+  except ImportError as e:  # the light install: the tables alone, and why
+    print(f'{workdir}: tables written; {e}', file=sys.stderr)
+    return paths
   if any(curves.values()):  # runs that all failed before training draw nothing, not a blank
     paths.append(plot_curves(curves, workdir / 'curves.png'))
   fields = list(overrides_fields) or sorted(

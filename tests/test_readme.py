@@ -48,3 +48,9 @@ def test_every_module_config_file_and_link_named_exists():
     for link in re.findall(r'\]\(([\w/.]+\.md)\)', text):
       assert (path.parent / link).is_file(), (path.name, link)
   assert len(README.splitlines()) <= 250
+
+
+def test_requirements_tpu_takes_every_version_range_from_pyproject():
+  lines = [line.split('#')[0].strip() for line in (ROOT / 'requirements-tpu.txt').read_text()
+           .splitlines()]
+  assert [line for line in lines if line] == ['jax[tpu]', '-e .']

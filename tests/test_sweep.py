@@ -92,9 +92,13 @@ def _check_png(path, width, min_height=360):
   assert image[..., :3].std() > 0.01  # not a blank canvas
 
 
-def test_a_single_runs_workdir_gets_its_own_report(tmp_path):
+def test_a_single_runs_workdir_gets_its_own_report(tmp_path, monkeypatch, capsys):
   from seqrnn import train_and_evaluate
   train_and_evaluate(_digits(), tmp_path)
+  with monkeypatch.context() as m:  # the light install: no matplotlib
+    m.setitem(sys.modules, 'matplotlib', None)
+    assert {p.name for p in report.report(tmp_path)} == {'report.md', 'report.csv'}
+  assert "the figures need matplotlib: pip install 'seqrnn[report]'" in capsys.readouterr().err
   paths = report.report(tmp_path)
   assert {p.name for p in paths} == {'report.md', 'report.csv', 'curves.png'}
   (row,) = list(csv.DictReader(open(tmp_path / 'report.csv')))
