@@ -18,6 +18,7 @@ WORKDIR/report.md, report.csv and the PNG figures.
 
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 import time
@@ -120,6 +121,8 @@ ELSEWHERE = 'running elsewhere'  # another process (a second sweep on this workd
 def run_one(config, overrides, run_dir):
   """Trains one run of the sweep in `run_dir`, writing its status.json. Returns it."""
   previous = report_lib.read_status(run_dir)
+  if previous.get('status') == 'done':  # finished meanwhile by another sweep process
+    return previous
   status = _begin(overrides, run_dir)
   start = time.perf_counter()
   try:
@@ -165,7 +168,7 @@ def run_together(config, jobs):
 def _write(path, record):
   if not seqrnn.hosts.is_main():
     return  # on many processes, process 0 writes for all
-  tmp = path.with_suffix('.tmp')
+  tmp = path.with_suffix(f'.{os.getpid()}.tmp')  # two sweep processes may write one status
   tmp.write_text(json.dumps(record, indent=1) + '\n')
   tmp.replace(path)
 

@@ -4,12 +4,13 @@ on a restart, and a report (table, CSV, figures) from the files alone."""
 import csv
 import json
 import pathlib
-import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from helpers import metric_records
 
 from experiments import report
 from experiments.sweep import load_sweep, run_name, run_sweep, with_overrides
@@ -207,9 +208,9 @@ def test_two_sweep_processes_on_one_workdir_share_its_runs(tmp_path):
                                     stderr=subprocess.PIPE, text=True) for _ in range(2))
   outs = [p.communicate(timeout=300) for p in (first, second)]
   assert [p.returncode for p in (first, second)] == [0, 0], [err[-1500:] for _, err in outs]
-  trained = [line.split(': ')[0].split('] ')[1] for out, _ in outs for line in out.splitlines()
-             if re.match(r'\[\d/4\] .*: done(;|$)', line)]
-  assert sorted(trained) == sorted(run_name({'model.cell': c, 'seed': s})
-                                   for c in ('gru', 'lstm') for s in (0, 1))  # each run once
-  statuses = [json.loads(p.read_text()) for p in (tmp_path / 'w' / 'runs').glob('*/status.json')]
-  assert [s['status'] for s in statuses] == ['done'] * 4
+  # A run the other process holds is left to it (how many depends on timing), never failed.
+  assert not any('failed' in out for out, _ in outs), outs
+  runs = sorted((tmp_path / 'w' / 'runs').iterdir())
+  assert [json.loads((r / 'status.json').read_text())['status'] for r in runs] == ['done'] * 4
+  for r in runs:  # trained once: one train record a logged step, no step run twice
+    assert [x['step'] for x in metric_records(r) if x['split'] == 'train'] == [10, 20]
