@@ -241,15 +241,11 @@ def _check_fields(config, sweep):
   """Refuses, before anything runs, a sweep naming a field the config does not have (a
   typo would otherwise fail every run it is in, one by one). A bad value of a real field
   fails its run alone, recorded in its status."""
-  errors, known = {}, set(seqrnn.config.to_flat_dict(config)) | set(seqrnn.config.RENAMED)
-  for name in {name for overrides in sweep for name in overrides} - known:
-    try:
-      seqrnn.config.set_field(config.copy_and_resolve_references(), name, None)
-    except ValueError as e:
-      errors[name] = str(e)
+  names = sorted({name for overrides in sweep for name in overrides})
+  errors = [e for e in map(seqrnn.config.unknown_field, names) if e is not None]
   if errors:
     raise ValueError(f'nothing was run: the sweep names {len(errors)} field(s) the config does '
-                     f'not have: {"; ".join(errors.values())}')
+                     f'not have: {"; ".join(errors)}')
 
 
 def _check_same_runs(config, sweep, workdir):

@@ -16,6 +16,8 @@ inside `checked`, which puts the same checks in with `jax.experimental.checkify`
 import contextvars
 import functools
 import numbers
+import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -142,8 +144,6 @@ def check_positive(value, name, where):
 def warn_changing(message):
   """A FutureWarning pointing at the researcher's line: the first frame outside
   seqrnn, Flax and JAX (a module's call goes through several of theirs)."""
-  import sys
-  import warnings
   level, frame = 2, sys._getframe(1)
   while frame is not None and frame.f_globals.get('__name__', '').split('.')[0] in (
       'seqrnn', 'flax', 'jax', 'contextlib', 'functools'):

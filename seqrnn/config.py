@@ -276,16 +276,21 @@ def _config_file_errors(argv):
 
 def unknown_overrides(argv):
   """Messages for `--config.<field>=...` arguments naming no field of the schema."""
+  fields = {arg: arg[len('--config.'):].split('=', 1)[0] for arg in argv
+            if arg.startswith('--config.')}
+  return [f'{arg}: {error}' for arg, field in fields.items()
+          if (error := unknown_field(field)) is not None]
+
+
+def unknown_field(name):
+  """'config.NAME is not a config field; did you mean ...?' for a name the schema does not
+  have (its name before the groups, RENAMED, it has), else None."""
   known = _flatten(default_config())
-  errors = []
-  for arg in argv:
-    if arg.startswith('--config.'):
-      field = arg[len('--config.'):].split('=', 1)[0]
-      if field not in known:
-        close = difflib.get_close_matches(field, known, n=1)
-        hint = f'; did you mean config.{close[0]}?' if close else ''
-        errors.append(f'{arg}: config.{field} is not a config field{hint}')
-  return errors
+  if RENAMED.get(name, name) in known:
+    return None
+  close = difflib.get_close_matches(name, known, n=1)
+  return f'config.{name} is not a config field' + (
+      f'; did you mean config.{close[0]}?' if close else '')
 
 
 def validate_config(config):
@@ -397,9 +402,7 @@ def set_field(config, name, value):
       node = node[g]
     current = node[field]
   except (KeyError, AttributeError):
-    close = difflib.get_close_matches(name, _flatten(default_config()), n=1)
-    hint = f'; did you mean config.{close[0]}?' if close else ''
-    raise ValueError(f'config.{name} is not a config field{hint}') from None
+    raise ValueError(unknown_field(name)) from None
   if isinstance(current, tuple) or (isinstance(current, str) and isinstance(value, int)):
     value = type(current)(value)  # a list; a count given to a field like num_buckets='auto'
   node[field] = value

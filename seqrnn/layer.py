@@ -35,7 +35,6 @@ import jax.numpy as jnp
 
 from seqrnn.cells import cell_state, has_fused_loop, hidden_state, with_states
 from seqrnn import checks
-from seqrnn.checks import lengths_of
 from seqrnn.fused import recurrence
 from seqrnn.masks import per_step_bernoulli, segment_starts, select, time_mask
 
@@ -195,7 +194,7 @@ class Recurrent(nn.Module):
       raise ValueError(f'Recurrent: inputs have shape {inputs.shape}; expected '
                        f'{"[time, batch" if time_major else "[batch, time"}, features]')
     x_tbf = inputs if time_major else jnp.swapaxes(inputs, 0, 1)
-    lengths_b = lengths_of(lengths_b, x_tbf.shape[1], x_tbf.shape[0], 'Recurrent')
+    lengths_b = checks.lengths_of(lengths_b, x_tbf.shape[1], x_tbf.shape[0], 'Recurrent')
     mask = time_mask(lengths_b, x_tbf.shape[0])
     resets = None if segments_bt is None else segment_starts(segments_bt, mask)
     # Padded steps are zeroed before the projection: its weight gradient is

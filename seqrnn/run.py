@@ -28,7 +28,7 @@ from seqrnn.prepare import (load_and_check_data, packing_line, prepare_data,  # 
                             put_sharded, seed_keys, use_compilation_cache)
 from seqrnn.run_state import Run, say, test_of_best
 from seqrnn.tasks import accumulate, summarize
-from seqrnn.train import eval_step, model_args, train_step
+from seqrnn.train import eval_step, predict, train_step
 
 
 class Preempted(Exception):
@@ -157,22 +157,24 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test', beam_width=0):
   if beam_width and (config.task != 'ctc' or jax.process_count() > 1):
     raise ValueError(f'beam_width={beam_width}: beam search decodes CTC outputs (this run\'s task '
                      f'is {config.task!r}) on one process (there are {jax.process_count()})')
-  metrics = _evaluate(state, setup.dataset.splits[split], config, setup.buckets,
-                      put_sharded(setup.mesh, P('data')))
-  if beam_width:
-    total = None
-    for batch in batching.eval_batches(setup.dataset.splits[split], buckets=setup.buckets,
-                                       batch_size=config.data.eval_batch_size):
-      logits = np.asarray(_jit_logits(state, batch), np.float32)
-      total = accumulate(total, ctc.beam_metrics(logits, batch, beam_width))
-    metrics.update(summarize(total))
-  return int(hosts.local_value(state.step)), metrics
+  if not beam_width:
+    return int(hosts.local_value(state.step)), _evaluate(
+        state, setup.dataset.splits[split], config, setup.buckets,
+        put_sharded(setup.mesh, P('data')))
+  total = None  # one pass: each batch's outputs give the task's metrics and the beams'
+  for batch in batching.eval_batches(setup.dataset.splits[split], buckets=setup.buckets,
+                                     batch_size=config.data.eval_batch_size):
+    outputs, metrics = _jit_predict_and_eval(state, batch)
+    total = accumulate(total, {**metrics, **ctc.beam_metrics(np.asarray(outputs, np.float32),
+                                                             batch, beam_width)})
+  return int(hosts.local_value(state.step)), summarize(total)
 
 
 @jax.jit
-def _jit_logits(state, batch):
-  args, kwargs = model_args(batch)
-  return state.apply_fn({'params': state.params}, *args, **kwargs, train=False)
+def _jit_predict_and_eval(state, batch):
+  """(the model's outputs, the task's metrics) of a batch: `eval_step` keeping its outputs."""
+  outputs = predict(state, batch)
+  return outputs, state.task(outputs, batch)
 
 
 def _train(configs, workdirs, restart_from_scratch):

@@ -137,4 +137,3 @@ def from_torch_states(h_0, c_0=None, *, bidirectional=False):
   if bidirectional:
     return [(carry(i), carry(i + 1)) for i in range(0, h_0.shape[0], 2)]
   return [carry(i) for i in range(h_0.shape[0])]
-

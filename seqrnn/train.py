@@ -144,8 +144,12 @@ def _all_finite(tree):
   return jnp.stack(leaves).all()
 
 
+def predict(state, batch):
+  """The model's output on `batch` without dropout: logits, or a head's scores."""
+  args, kwargs = model_args(batch)
+  return state.apply_fn({'params': state.params}, *args, **kwargs, train=False)
+
+
 def eval_step(state, batch):
   """Metrics of `state` on `batch` without dropout, as {'name': (sum, count)}."""
-  args, kwargs = model_args(batch)
-  logits = state.apply_fn({'params': state.params}, *args, **kwargs, train=False)
-  return state.task(logits, batch)
+  return state.task(predict(state, batch), batch)
