@@ -56,9 +56,9 @@ def main(argv):
                                         restart_from_scratch=FLAGS.restart_from_scratch)
   except seqrnn.Preempted as e:
     sys.exit(str(e))
-  except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as e:
-    # Bad configs, data files, workdirs and checkpoints say what is wrong in
-    # their message; the traceback would only bury it.
+  except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError, ImportError) as e:
+    # Bad configs, data files, workdirs and checkpoints, and a missing extra, say what is
+    # wrong in their message; the traceback would only bury it.
     if FLAGS.traceback:
       raise
     sys.exit(f'error: {e}\n(--traceback shows where it was raised)')

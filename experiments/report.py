@@ -7,10 +7,11 @@ are WORKDIR/runs/*). Writes into WORKDIR:
   report.md, report.csv  one row per run: its overrides, status, best eval
                          metric and its step, test metrics (of the last step and
                          of the best checkpoint), wall time, median steps/s
-  curves.png             learning curves of every run, one panel per metric,
-                         train (thin) and eval (markers)
-  vs_FIELD.png           for each swept numeric field: the best eval metric and
-                         the test metric against the field's value
+  curves.png, .pdf       learning curves of every run, one panel per metric,
+                         train (thin) and eval (dots); in a sweep of more than 10
+                         runs the best in colour, the others grey
+  vs_FIELD.png, .pdf     for each swept numeric field: the best eval metric and
+                         the test metric of the finished runs against its value
 """
 
 import csv
@@ -131,10 +132,16 @@ def _pyplot():
   return plt
 
 
-def plot_curves(runs, path):
-  """Learning curves: `runs` is {name: records}; one panel per metric, each run one
-  colour, train thin, eval with markers; the runs named in a legend below."""
+MAX_COLOURS = 10  # runs with a colour each; in a larger sweep the best in colour, the rest grey
+
+
+def plot_curves(runs, path, best=None):
+  """Learning curves: `runs` is {name: records}, one panel per metric, train a thin line
+  and eval dots. Up to MAX_COLOURS runs each have a colour named in the legend; more are
+  drawn grey but `best` (a run's name), so that a large sweep's figure stays readable.
+  Writes `path` (PNG) and the same figure as PDF beside it (vector, for a paper)."""
   plt = _pyplot()
+  from matplotlib.lines import Line2D
   names = sorted({k for records in runs.values() for r in records
                   if r['split'] in ('train', 'eval') for k in r
                   # the schedule is the config's: TensorBoard and metrics.jsonl have it
@@ -142,57 +149,85 @@ def plot_curves(runs, path):
                                'learning_rate')})
   cols = min(3, max(1, len(names)))
   rows = max(1, math.ceil(len(names) / cols))
-  legend_rows = math.ceil(len(runs) / 2)
-  fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows + 0.25 * legend_rows + 0.3),
-                           squeeze=False)
-  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
-  handles = {}
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 2.4, 3.2 * rows), squeeze=False,
+                           layout='constrained')
+  palette = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  many = len(runs) > MAX_COLOURS
+  colours = {run: (palette[0] if run == best else '0.78') if many else palette[i % len(palette)]
+             for i, run in enumerate(sorted(runs))}
   for ax, name in zip(axes.flat, names):
-    for i, (run, records) in enumerate(sorted(runs.items())):
-      colour = colours[i % len(colours)]
-      for split, style in (('train', dict(lw=1, alpha=0.5)), ('eval', dict(marker='o', lw=1.5))):
+    for run, records in sorted(runs.items(), key=lambda item: item[0] == best):  # best on top
+      for split, style in (('train', dict(lw=1, alpha=0.6)), ('eval', dict(marker='o', ms=3))):
         points = [(r['step'], r[name]) for r in records if r['split'] == split and name in r]
         if points:
-          (line,) = ax.plot(*zip(*points), color=colour, **style)
-          handles.setdefault(run, line)
-    ax.set_title(f'{name} (train: thin, eval: dots)')
+          ax.plot(*zip(*points), color=colours[run], **style)
+    ax.set_title(name)
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
   for ax in list(axes.flat)[len(names):]:
     ax.axis('off')
-  bottom = (0.25 * legend_rows + 0.3) / fig.get_figheight()
-  fig.legend(handles.values(), handles.keys(), loc='lower center', ncol=2, fontsize=7,
+  handles = [Line2D([], [], color='0.3', lw=1, alpha=0.6), Line2D([], [], color='0.3', marker='o',
+                                                                  ms=3)]
+  labels = ['train', 'eval']
+  shown = [best] if many and best in runs else [] if many else sorted(runs)
+  handles += [Line2D([], [], color=colours[run], lw=2) for run in shown]
+  labels += [f'{run} (best)' if many else run for run in shown]
+  if many:
+    handles.append(Line2D([], [], color=colours[next(r for r in runs if r != best)], lw=2))
+    labels.append(f'the other {len(runs) - len(shown)} runs')
+  fig.legend(handles, [_short(l) for l in labels], loc='outside right upper', fontsize=7,
              frameon=False)
-  fig.tight_layout(rect=(0, bottom, 1, 1))
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(fig, path, plt)
 
 
 def plot_against(rows, field, metrics, path):
-  """Each of `metrics` (row keys) against the numeric override `field`, a line per
-  combination of the other overrides (e.g. one per cell)."""
+  """Each of `metrics` (row keys) against the numeric override `field`, over the runs
+  that finished. Other overrides that repeat over few values (a cell, a depth) give a
+  line each; continuous ones (a random search's) are not grouped: dots alone. Pruned
+  runs show as grey rings where they have the metric (the best eval before they stopped)."""
   plt = _pyplot()
-  others = sorted({k for r in rows for k in r.get('_overrides', {}) if k != field})
-  fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+  done = [r for r in rows if r.get('status') == 'done' and _is_number(r.get(field))]
+  pruned = [r for r in rows if r.get('status') == 'pruned' and _is_number(r.get(field))]
+  others = sorted({k for r in done for k in r.get('_overrides', {}) if k != field})
+  grouping = [k for k in others if 1 < len({repr(r.get(k)) for r in done}) <= 6
+              and len({repr(r.get(k)) for r in done}) < len(done)]
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 2.4, 3.2),
+                           squeeze=False, sharex=True, layout='constrained')
   for ax, metric in zip(axes.flat, metrics):
     groups = {}
-    for row in rows:
-      if isinstance(row.get(metric), float) and _is_number(row.get(field)):
-        key = ', '.join(f'{k}={row.get(k)}' for k in others)
+    for row in done:
+      if isinstance(row.get(metric), float):
+        key = ', '.join(f'{k}={_short(row.get(k))}' for k in grouping)
         groups.setdefault(key, []).append((row[field], row[metric]))
     for key, points in sorted(groups.items()):
-      ax.plot(*zip(*sorted(points)), 'o-', label=key or None)
-    values = [x for points in groups.values() for x, _ in points]
+      ax.plot(*zip(*sorted(points)), 'o-' if grouping else 'o', label=key or None)
+    rings = [(r[field], r[metric]) for r in pruned if isinstance(r.get(metric), float)]
+    if rings:
+      ax.plot(*zip(*rings), 'o', mfc='none', color='0.55', label='pruned (its best eval)')
+    values = [x for x, _ in rings] + [x for points in groups.values() for x, _ in points]
     if values and min(values) > 0 and max(values) / min(values) >= 10:
       ax.set_xscale('log')
-    if others and groups:
-      ax.legend(fontsize=7)
     ax.set_xlabel(field)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric.replace('_', ' '))
     ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  left_out = len(rows) - len(done) - len(pruned)
+  fig.suptitle(f'{len(done)} runs' + (f', {len(pruned)} pruned' if pruned else '')
+               + (f' ({left_out} failed or unfinished, not shown)' if left_out else ''), fontsize=9)
+  if grouping or pruned:
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='outside right upper', fontsize=7,
+               frameon=False)
+  return _save(fig, path, plt)
+
+
+def _short(value):
+  """A float with 4 significant digits (a legend of full-precision draws is unreadable); a
+  run's name one override a line."""
+  return f'{value:.4g}' if isinstance(value, float) else str(value).replace(',', ',\n')
+
+
+def _save(fig, path, plt):
+  fig.savefig(path, dpi=150)
+  fig.savefig(pathlib.Path(path).with_suffix('.pdf'))
   plt.close(fig)
   return path
 
@@ -222,14 +257,16 @@ def report(workdir, overrides_fields=()):
   for row, d in zip(rows, dirs):
     row['_overrides'] = overrides[d]
   curves = {d.name: read_metrics(d) for d in dirs}
-  (workdir / 'curves.png').unlink(missing_ok=True)  # a figure of an earlier report, if any
+  for stale in ('curves.png', 'curves.pdf'):  # an earlier report's figure, if any
+    (workdir / stale).unlink(missing_ok=True)
   try:
     _pyplot()
   except ImportError as e:  # the light install: the tables alone, and why
     print(f'{workdir}: tables written; {e}', file=sys.stderr)
     return paths
   if any(curves.values()):  # runs that all failed before training draw nothing, not a blank
-    paths.append(plot_curves(curves, workdir / 'curves.png'))
+    scored = [(r[k], r['run']) for r in rows for k in r if k.startswith('best_eval_')]
+    paths.append(plot_curves(curves, workdir / 'curves.png', best=max(scored)[1] if scored else None))
   fields = list(overrides_fields) or sorted(
       {k for d in dirs for k in overrides[d] if numeric_field([r.get(k) for r in rows])})
   metrics = sorted({k for r in rows for k in r if k.startswith(('best_eval_', 'test_accuracy'))})

@@ -13,7 +13,11 @@ others from their checkpoints. Runs that differ only in the fields of
 `seqrnn.group.VECTORISED` (seed, learning rate, weight decay, clipping norm,
 regularisation rates) train together, K models in one jitted step
 (`--novectorise` trains every run on its own). At the end `experiments.report` writes
-WORKDIR/report.md, report.csv and the PNG figures.
+WORKDIR/report.md, report.csv and the figures.
+
+`--search=random --trials=N` draws N runs from the sweep file's `get_search_space()`
+(`experiments.sweeps.random`); `--search=optuna --trials=N` searches it with Optuna,
+pruning hopeless trials (`experiments.search`).
 """
 
 import importlib.util
@@ -30,29 +34,35 @@ from ml_collections import config_flags
 
 import seqrnn
 import seqrnn.run
-from experiments import distributed
+from experiments import distributed, sweeps
 from experiments import report as report_lib
 from seqrnn import workdir as workdir_lib
 
-config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_config=True)
-flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
-flags.DEFINE_string('workdir', None, 'The sweep\'s directory (runs go to WORKDIR/runs).')
-flags.DEFINE_bool('vectorise', True, 'Train the runs that differ only in seed, learning rate, '
-                  'weight decay, clipping norm and regularisation rates together, as one '
-                  'vectorised model axis.')
-flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
 FLAGS = flags.FLAGS
 
 
-def load_sweep(path):
-  """The override dicts of the sweep file at `path`."""
+def _load(path, function):
+  """What the function `function` of the Python file at `path` returns."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'--sweep={str(path)!r} is not a file')
   spec = importlib.util.spec_from_file_location(f'_sweep_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  sweep = module.get_sweep()
+  if not hasattr(module, function):
+    raise ValueError(f'{path} defines no {function}()')
+  return getattr(module, function)()
+
+
+def load_space(path):
+  """The search space, {field: spec}, of the sweep file at `path` (get_search_space())."""
+  return _load(path, 'get_search_space')
+
+
+def load_sweep(path):
+  """The override dicts of the sweep file at `path`."""
+  path = pathlib.Path(path)
+  sweep = _load(path, 'get_sweep')
   if not sweep or not all(isinstance(o, dict) for o in sweep):
     raise ValueError(f'{path}: get_sweep() must return a non-empty list of override dicts')
   sweep = [_plain(o) for o in sweep]
@@ -105,7 +115,9 @@ def _begin(overrides, run_dir):
 
 def _end(status, run_dir, outcome, seconds):
   """Records a run's results dict, or the exception that stopped it."""
-  if isinstance(outcome, Exception):
+  if isinstance(outcome, seqrnn.Pruned):  # by a search's pruner: not a failure
+    status.update(status='pruned', error=str(outcome).splitlines()[0][:500])
+  elif isinstance(outcome, Exception):
     status.update(status='failed', error=f'{type(outcome).__name__}: {outcome}'.splitlines()[0][:500])
   else:
     status.update(status='done', results={k: v for k, v in outcome.items()
@@ -118,15 +130,17 @@ def _end(status, run_dir, outcome, seconds):
 ELSEWHERE = 'running elsewhere'  # another process (a second sweep on this workdir) holds it
 
 
-def run_one(config, overrides, run_dir):
-  """Trains one run of the sweep in `run_dir`, writing its status.json. Returns it."""
+def run_one(config, overrides, run_dir, on_eval=None):
+  """Trains one run of the sweep in `run_dir`, writing its status.json. Returns it.
+  `on_eval(0, step, metrics)` returning True prunes it (`seqrnn.train_and_evaluate`)."""
   previous = report_lib.read_status(run_dir)
   if previous.get('status') == 'done':  # finished meanwhile by another sweep process
     return previous
   status = _begin(overrides, run_dir)
   start = time.perf_counter()
   try:
-    outcome = seqrnn.train_and_evaluate(with_overrides(config, overrides), run_dir)
+    outcome = seqrnn.train_and_evaluate(with_overrides(config, overrides), run_dir,
+                                        on_eval=on_eval)
   except workdir_lib.WorkdirInUse:  # taken since it was seen free: the holder's status stands
     _write(_status_path(run_dir), previous or status)
     return {**status, 'status': ELSEWHERE}
@@ -139,19 +153,21 @@ def run_one(config, overrides, run_dir):
   return _end(status, run_dir, outcome, time.perf_counter() - start)
 
 
-def run_together(config, jobs):
+def run_together(config, jobs, on_eval=None):
   """Trains `jobs` [(overrides, run_dir)], two or more of one shape, as one vectorised
-  group (`seqrnn.group`); one by one where the group cannot be formed. Returns statuses."""
+  group (`seqrnn.group`); one by one where the group cannot be formed. Returns statuses.
+  `on_eval(k, step, metrics)` returning True prunes job k alone."""
+  alone = lambda k: None if on_eval is None else lambda _, *a: on_eval(k, *a)
   previous = [report_lib.read_status(d) for _, d in jobs]
   statuses = [_begin(o, d) for o, d in jobs]
   start = time.perf_counter()
   try:
     outcomes = seqrnn.run.train_runs([with_overrides(config, o) for o, _ in jobs],
-                                     [d for _, d in jobs])
+                                     [d for _, d in jobs], on_eval=on_eval)
   except workdir_lib.WorkdirInUse:  # another process took one: the rest go one by one
     for before, status, (_, d) in zip(previous, statuses, jobs):
       _write(_status_path(d), before or status)
-    return [run_one(config, o, d) for o, d in jobs]
+    return [run_one(config, o, d, alone(k)) for k, (o, d) in enumerate(jobs)]
   except seqrnn.Preempted:
     for status, (_, d) in zip(statuses, jobs):
       _write(_status_path(d), {**status, 'status': 'stopped'})
@@ -159,7 +175,7 @@ def run_together(config, jobs):
   except Exception as e:  # noqa: BLE001 - e.g. checkpoints of different steps, or damaged
     # One by one, each run resumes from its own checkpoints and records its own failure.
     logging.warning('training %d runs one by one: %s', len(jobs), e)
-    return [run_one(config, o, d) for o, d in jobs]
+    return [run_one(config, o, d, alone(k)) for k, (o, d) in enumerate(jobs)]
   seconds = time.perf_counter() - start
   return [_end({**status, 'trained_with': len(jobs)}, d, outcome, seconds)
           for status, (_, d), outcome in zip(statuses, jobs, outcomes)]
@@ -173,7 +189,7 @@ def _write(path, record):
   tmp.replace(path)
 
 
-def _batches(config, jobs, vectorise):
+def batches(config, jobs, vectorise):
   """`jobs` [(index, overrides, run_dir)] in lists trained together: runs whose
   configs differ only in `seqrnn.group.VECTORISED` fields, when `vectorise`."""
   if not vectorise:
@@ -193,9 +209,10 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   """Runs every override dict of `sweep` on `config` under `workdir`, skipping the
   runs already done, the runs of one shape together when `vectorise`; then writes
   the report. Returns {name: status}."""
+  workdir_lib.check_local(workdir)
   workdir = pathlib.Path(workdir)
   sweep = [_plain(o) for o in sweep]
-  _check_fields(config, sweep)
+  check_fields(config, sweep)
   _check_same_runs(config, sweep, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   statuses, todo = {}, []
@@ -221,7 +238,7 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
       record(i, name, {**status, 'status': ELSEWHERE}, 'held by another process, skipped')
     else:
       todo.append((i, overrides, run_dir))
-  for batch in _batches(config, todo, vectorise):
+  for batch in batches(config, todo, vectorise):
     together = f' (vectorised, {len(batch)} models in one step)' if len(batch) > 1 else ''
     for i, _, run_dir in batch:
       say(f'[{i}/{len(sweep)}] {run_dir.name}: running{together}')
@@ -237,7 +254,7 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
   return statuses
 
 
-def _check_fields(config, sweep):
+def check_fields(config, sweep):
   """Refuses, before anything runs, a sweep naming a field the config does not have (a
   typo would otherwise fail every run it is in, one by one). A bad value of a real field
   fails its run alone, recorded in its status."""
@@ -285,14 +302,24 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  if FLAGS.search != 'grid' and not FLAGS.trials:
+    raise app.UsageError(f'--search={FLAGS.search} needs --trials=N')
   distributed.initialize()
+  say = print if seqrnn.hosts.is_main() else lambda _: None
   try:
-    sweep = load_sweep(FLAGS.sweep)
-    statuses = run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise,
-                         say=print if seqrnn.hosts.is_main() else lambda _: None)
+    if FLAGS.search == 'optuna':
+      from experiments import search
+      statuses = search.run_search(
+          FLAGS.config, load_space(FLAGS.sweep), FLAGS.workdir, trials=FLAGS.trials,
+          storage=FLAGS.storage, pruner=FLAGS.pruner, at_once=FLAGS.trials_at_once,
+          seed=FLAGS.search_seed, vectorise=FLAGS.vectorise, say=say)
+    else:
+      sweep = (load_sweep(FLAGS.sweep) if FLAGS.search == 'grid' else
+               sweeps.random(FLAGS.trials, FLAGS.search_seed or 0, load_space(FLAGS.sweep)))
+      statuses = run_sweep(FLAGS.config, sweep, FLAGS.workdir, vectorise=FLAGS.vectorise, say=say)
   except seqrnn.Preempted as e:
     sys.exit(f'{e}; run the sweep again to go on')
-  except (ValueError, TypeError, OSError) as e:
+  except (ValueError, TypeError, OSError, ImportError) as e:
     sys.exit(f'error: {e}')
   elsewhere = [name for name, status in statuses.items() if status['status'] == ELSEWHERE]
   if elsewhere:
@@ -305,7 +332,33 @@ def main(argv):
              f'each run\'s status.json')
 
 
+def define_flags():
+  """The command line's flags (defined when run as a program: experiments.search and
+  the tests import this module)."""
+  config_flags.DEFINE_config_file('config', None, 'The base config file.', lock_config=True)
+  flags.DEFINE_string('sweep', None, 'A Python file with get_sweep().')
+  flags.DEFINE_string('workdir', None, 'The sweep\'s directory (runs go to WORKDIR/runs).')
+  flags.DEFINE_bool('vectorise', True, 'Train the runs that differ only in seed, learning rate, '
+                    'weight decay, clipping norm and regularisation rates together, as one '
+                    'vectorised model axis.')
+  flags.DEFINE_enum('search', 'grid', ['grid', 'random', 'optuna'],
+                    'grid: the runs of the sweep file\'s get_sweep(). random: --trials runs drawn '
+                    'from its get_search_space(). optuna: an Optuna study of --trials trials over '
+                    'get_search_space(), pruning hopeless trials (experiments.search).')
+  flags.DEFINE_integer('trials', None, 'With --search=random or optuna: how many runs.')
+  flags.DEFINE_string('storage', None, 'With --search=optuna: the study\'s storage URL '
+                      '(default sqlite:///WORKDIR/study.db); processes sharing it share the study.')
+  flags.DEFINE_enum('pruner', 'median', ['median', 'asha', 'none'], 'With --search=optuna.')
+  flags.DEFINE_integer('trials_at_once', 1, 'With --search=optuna: trials asked together, trained '
+                       'as one vectorised group where they differ in vectorisable fields only.')
+  flags.DEFINE_integer('search_seed', None, 'Seeds the random draws of --search=random (default 0) '
+                       'and Optuna\'s sampler (default: unseeded, so that processes sharing a study '
+                       'draw different trials).')
+  flags.mark_flags_as_required(['config', 'sweep', 'workdir'])
+
+
 if __name__ == '__main__':
+  define_flags()
   sys.argv = seqrnn.config.upgrade_command_line(sys.argv)  # names before the config groups
   if errors := seqrnn.config.command_line_errors(sys.argv[1:]):
     sys.exit('\n'.join(errors))

@@ -45,7 +45,7 @@ __version__ = '0.2.0'
 
 # The training driver and the config schema pull in Orbax, TensorBoard, tqdm and
 # ml_collections; they load on first use, so the model and steps stand alone.
-_LAZY = {'train_and_evaluate': 'seqrnn.run', 'Preempted': 'seqrnn.run',
+_LAZY = {'train_and_evaluate': 'seqrnn.run', 'Preempted': 'seqrnn.run', 'Pruned': 'seqrnn.run',
          'default_config': 'seqrnn.config', 'validate_config': 'seqrnn.config',
          'config': 'seqrnn.config'}
 

@@ -378,6 +378,10 @@ def validate_config(config):
                      f"the steps between them and could end on a frame of padding alone")
   if not 0 <= fields['seed'] < 2**31:
     raise ValueError(f'config.seed={fields["seed"]!r} must be in [0, 2**31)')
+  if fields['optim.weight_decay'] and fields['optim.name'] != 'adamw':
+    raise ValueError(f"config.optim.weight_decay={fields['optim.weight_decay']} is used by "
+                     f"optim.name='adamw' alone; optim.name={fields['optim.name']!r} would ignore "
+                     f"it: set optim.name='adamw', or optim.weight_decay=0")
   if fields['optim.warmup_steps'] > fields['train.num_steps']:
     raise ValueError(f'config.optim.warmup_steps={fields["optim.warmup_steps"]} is more than '
                      f'config.train.num_steps={fields["train.num_steps"]}: the learning rate '

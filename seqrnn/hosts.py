@@ -13,19 +13,23 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 
-def initialize(coordinator_address=None, num_processes=None, process_id=None):
+def initialize(coordinator_address=None, num_processes=None, process_id=None,
+               local_device_ids=None):
   """Starts `jax.distributed` before any other JAX call.
 
   With no arguments, JAX finds the cluster itself (Cloud TPU VMs, SLURM, Open
   MPI); elsewhere give the coordinator's `host:port`, the number of processes
-  and this process's id. CPU processes exchange data over gloo.
+  and this process's id. `local_device_ids` are the GPUs this process uses (JAX
+  gives a SLURM task the GPU of its local id alone). CPU processes exchange data
+  over gloo.
   """
   try:
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   except (AttributeError, ValueError):  # a JAX without the option: its default
     pass
   jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+                             num_processes=num_processes, process_id=process_id,
+                             local_device_ids=local_device_ids)
 
 
 def is_main():

@@ -35,6 +35,11 @@ class Preempted(Exception):
   """The run received SIGTERM/SIGINT; a checkpoint of the current step was saved."""
 
 
+class Pruned(Exception):
+  """`on_eval` stopped the run after an evaluation (a search's pruner judged it hopeless).
+  It has the checkpoints saved before, and no test metrics."""
+
+
 @contextlib.contextmanager
 def _stop_on_signals():
   """Yields an Event set by SIGTERM/SIGINT (handled in the main thread only)."""
@@ -60,7 +65,7 @@ def _check_resume(workdir, config):
                      f'checkpoints cannot be resumed with it. Use another --workdir.')
 
 
-def train_and_evaluate(config, workdir, *, restart_from_scratch=False):
+def train_and_evaluate(config, workdir, *, restart_from_scratch=False, on_eval=None):
   """Trains `config` in `workdir`, resuming from its latest usable checkpoint.
 
   Writes config.json (and config_history.jsonl on later starts), metrics.jsonl,
@@ -71,14 +76,18 @@ def train_and_evaluate(config, workdir, *, restart_from_scratch=False):
   earlier run's metrics are never replaced by a run from step 0 nobody asked
   for; `restart_from_scratch` trains it from step 0, moving the earlier
   metrics.jsonl and best/ aside first.
+
+  `on_eval(0, step, metrics)`, if given, is called on process 0 after each evaluation
+  with its eval metrics; when it returns True the run stops there, raising `Pruned`.
   """
-  (outcome,) = train_runs([config], [workdir], restart_from_scratch=restart_from_scratch)
+  (outcome,) = train_runs([config], [workdir], restart_from_scratch=restart_from_scratch,
+                          on_eval=on_eval)
   if isinstance(outcome, Exception):
     raise outcome
   return outcome
 
 
-def train_runs(configs, workdirs, *, restart_from_scratch=False):
+def train_runs(configs, workdirs, *, restart_from_scratch=False, on_eval=None):
   """Trains K >= 1 runs, each in its own workdir exactly as if it ran alone.
 
   One run is `train_and_evaluate`. Several (configs differing only in the fields
@@ -86,7 +95,8 @@ def train_runs(configs, workdirs, *, restart_from_scratch=False):
   axis in one vectorised step (`seqrnn.group`); the loop around the step, every
   run's files, the evaluations, signals and many processes are the same code.
   Returns, per run, its results dict or the error that stopped it alone (an
-  update rejected without `train.skip_nonfinite`: its siblings go on). Raises
+  update rejected without `train.skip_nonfinite`, or `Pruned` when `on_eval(k, step,
+  metrics)` returned True for run k: its siblings go on). Raises
   ValueError before anything is written if the configs do not form a group or
   their workdirs hold checkpoints of different steps (train those one by one).
   """
@@ -95,6 +105,7 @@ def train_runs(configs, workdirs, *, restart_from_scratch=False):
   for workdir in workdirs:
     if workdir is None or not str(workdir).strip():
       raise ValueError(f'workdir={workdir!r}: name the directory the run writes into')
+    workdir_lib.check_local(workdir)
   for config in configs:
     config_lib.validate_config(config)
   if len({group.group_key(c) for c in configs}) != 1:
@@ -110,7 +121,7 @@ def train_runs(configs, workdirs, *, restart_from_scratch=False):
       _check_resume(workdir, config)
       for sub in ('checkpoints', 'best'):
         workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
-    return _train(configs, workdirs, restart_from_scratch)
+    return _train(configs, workdirs, restart_from_scratch, on_eval)
 
 
 def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
@@ -177,7 +188,7 @@ def _jit_predict_and_eval(state, batch):
   return outputs, state.task(outputs, batch)
 
 
-def _train(configs, workdirs, restart_from_scratch):
+def _train(configs, workdirs, restart_from_scratch, on_eval):
   setup = prepare.setup(configs)
   _say_data(configs[0], setup.dataset, setup.buckets)
   runs = []
@@ -190,13 +201,13 @@ def _train(configs, workdirs, restart_from_scratch):
                        f'one by one')
     for r in runs:
       r.open_log(starts[0])
-    return _loop(runs, setup, starts[0])
+    return _loop(runs, setup, starts[0], on_eval)
   finally:
     for r in runs:
       r.close()
 
 
-def _loop(runs, setup, start):
+def _loop(runs, setup, start, on_eval=None):
   """Trains `runs` (all at step `start`) to train.num_steps, then evaluates each."""
   configs = [r.config for r in runs]
   cfg, k_runs = configs[0].train, len(runs)
@@ -297,6 +308,14 @@ def _loop(runs, setup, start):
           for k in active:
             runs[k].write_eval(step, evaluate(k, 'eval', states[k]), states[k])
           _say_eval(step, runs)
+          if on_eval is not None:
+            for k in active:  # process 0 asks (a search's storage is its); all stop the run
+              if hosts.any_process(hosts.is_main() and on_eval(k, step, runs[k].results['eval'])):
+                runs[k].error = Pruned(f'pruned at step {step}: eval '
+                                       f'{_fmt(runs[k].results["eval"])}')
+            active = [k for k in active if runs[k].error is None]
+            if not active:
+              break
         if saves:
           for k in active:
             runs[k].save(step, states[k])

@@ -22,6 +22,15 @@ class WorkdirInUse(RuntimeError):
   """Another live process holds the workdir's lock."""
 
 
+def check_local(workdir):
+  """Refuses a URL (gs://, s3://): a workdir is a path of the file system, locked with
+  `flock` and written by renames; pathlib would make a local directory `gs:/...` of it."""
+  if '://' in str(workdir):
+    raise ValueError(f'workdir {workdir!r} is a URL; a workdir is a file-system path (seqrnn locks '
+                     f'it and renames files in it). Mount the bucket with GCS FUSE and give the '
+                     f'mounted path: see docs/accelerators.md')
+
+
 @contextlib.contextmanager
 def locked(workdir):
   """Holds an exclusive lock on `workdir` (created if needed) for the block. A block that

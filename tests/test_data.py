@@ -61,6 +61,36 @@ def test_turkish_treebank_loads_from_the_installed_package():
   assert train['inputs'].max() < data.vocab_size
 
 
+def test_a_data_set_whose_extra_is_not_installed_names_the_extra(tmp_path, monkeypatch):
+  import importlib.metadata
+  import subprocess
+  import sys
+  def not_installed(name):
+    raise importlib.metadata.PackageNotFoundError(name)
+  with monkeypatch.context() as m:
+    m.setattr(importlib.metadata, 'distribution', not_installed)
+    with pytest.raises(ImportError, match=r"turkish_pos needs the Turkish treebanks: pip install "
+                                          r"'seqrnn\[treebanks\]'"):
+      conllu.load_turkish(default_config().data)
+  with monkeypatch.context() as m:
+    m.setitem(sys.modules, 'aeon.datasets', None)
+    with pytest.raises(ImportError, match=r"uea needs aeon: pip install 'seqrnn\[timeseries\]'"):
+      timeseries.load(default_config().data)
+  # From the command line: the message alone, and no workdir left behind.
+  root = pathlib.Path(__file__).resolve().parents[1]
+  hide = ('import importlib.metadata as m, runpy, sys\n'
+          'def gone(name): raise m.PackageNotFoundError(name)\n'
+          'm.distribution = gone\n'
+          'sys.argv = ["main"] + sys.argv[1:]\n'
+          'runpy.run_module("experiments.main", run_name="__main__")\n')
+  out = subprocess.run([sys.executable, '-c', hide, '--config=experiments/configs/turkish_pos.py:debug',
+                        f'--workdir={tmp_path / "w"}'], cwd=root, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 1 and out.stderr.startswith(
+      "error: data set turkish_pos needs the Turkish treebanks: pip install 'seqrnn[treebanks]'")
+  assert not (tmp_path / 'w').exists()
+
+
 def test_digits_are_eight_rows_of_eight_pixels_in_a_fixed_split():
   data = digits.load(default_config().data)
   sizes = {k: len(v['labels']) for k, v in data.splits.items()}

@@ -80,6 +80,7 @@ def test_a_stopped_group_resumes_from_its_checkpoints_and_ends_where_it_would_ha
 def test_only_seeds_learning_rates_decays_clipping_and_regularisation_rates_vectorise():
   a, b = digits_config(30), digits_config(30)
   a.model.zoneout_hidden = 0.1
+  a.optim.name = b.optim.name = 'adamw'
   b.seed, b.optim.learning_rate, b.optim.weight_decay = 5, 0.1, 0.2
   b.optim.grad_clip_norm, b.model.dropout_rate, b.model.zoneout_hidden = 3.0, 0.5, 0.4
   assert group_key(a) == group_key(b)

@@ -189,3 +189,24 @@ def test_a_vectorised_group_on_two_processes_trains_as_on_one(tmp_path):
     for a, b in zip(one, two):
       np.testing.assert_allclose([a['accuracy'], a['loss']], [b['accuracy'], b['loss']],
                                  rtol=1e-3)
+
+
+def test_local_device_ids_reach_jax_distributed_for_one_slurm_task_per_node():
+  # JAX gives a SLURM task the GPU of its SLURM_LOCALID alone; --local_device_ids names the
+  # node's GPUs instead. Here jax.distributed.initialize is replaced to show what it is given.
+  script = ('import jax, sys\n'
+            'from absl import app\n'
+            'from experiments import distributed\n'
+            'jax.distributed.initialize = lambda **kw: print(sorted(kw.items()))\n'
+            'app.run(lambda argv: distributed.initialize(), sys.argv)\n')
+  run = lambda *flags: subprocess.run([sys.executable, '-c', script, *flags], cwd=ROOT,
+                                      capture_output=True, text=True, timeout=120)
+  out = run('--distributed', '--local_device_ids=0,1,2,3')
+  assert out.returncode == 0 and out.stdout.strip() == (
+      "[('coordinator_address', None), ('local_device_ids', [0, 1, 2, 3]), "
+      "('num_processes', None), ('process_id', None)]"), out.stderr
+  assert "('local_device_ids', None)" in run('--distributed').stdout  # JAX's own choice
+  out = run('--local_device_ids=0,1')
+  assert out.returncode == 1 and 'is for a distributed run: add --distributed' in out.stderr
+  out = run('--distributed', '--local_device_ids=gpu0')
+  assert out.returncode == 1 and '--local_device_ids=gpu0: give device numbers' in out.stderr

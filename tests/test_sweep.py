@@ -82,15 +82,41 @@ def test_a_sweep_runs_each_config_records_a_failure_and_skips_finished_runs_on_r
                                                  if x['split'] == 'eval')
   table = (tmp_path / 'report.md').read_text()
   assert table.count('\n') == 2 + 3 and '| failed |' in table
-  _check_png(tmp_path / 'curves.png', 1500)
-  _check_png(tmp_path / 'vs_optim.learning_rate.png', 1000)
+  _check_png(tmp_path / 'curves.png', 2250)
+  _check_png(tmp_path / 'vs_optim.learning_rate.png', 1620)
 
 
-def _check_png(path, width, min_height=360):
+def _check_png(path, width, height=480):
+  """A figure of the size asked, not a blank canvas, and its vector twin for a paper."""
   import matplotlib.image
   image = matplotlib.image.imread(path)
-  assert image.shape[1] == width and min_height <= image.shape[0] <= 2 * min_height
-  assert image[..., :3].std() > 0.01  # not a blank canvas
+  assert image.shape[:2] == (height, width)
+  assert image[..., :3].std() > 0.01
+  assert path.with_suffix('.pdf').read_bytes().startswith(b'%PDF')
+
+
+def _hues(path):
+  """The hues (degrees, rounded to 10) of a figure's coloured pixels (not grey, not white)."""
+  import matplotlib.colors
+  import matplotlib.image
+  hsv = matplotlib.colors.rgb_to_hsv(matplotlib.image.imread(path)[..., :3])
+  coloured = hsv[(hsv[..., 1] > 0.5) & (hsv[..., 2] > 0.3)]
+  hues, counts = np.unique(np.round(coloured[:, 0] * 36) * 10 % 360, return_counts=True)
+  return set(hues[counts > 50])
+
+
+def test_a_large_sweeps_curves_show_the_best_run_in_colour_and_the_others_grey(tmp_path):
+  def records(k):
+    return [{'step': s, 'split': split, 'accuracy': 0.5 + 0.04 * k - 0.1 / s, 'loss': 1.0 / s}
+            for s in (10, 20, 30) for split in ('train', 'eval')]
+  few = {f'run{k}': records(k) for k in range(3)}
+  report.plot_curves(few, tmp_path / 'few.png')
+  assert len(_hues(tmp_path / 'few.png')) >= 3  # a colour a run
+  many = {f'run{k}': records(k) for k in range(12)}
+  report.plot_curves(many, tmp_path / 'many.png', best='run11')
+  assert _hues(tmp_path / 'many.png') == {200.0}  # matplotlib's first colour (#1f77b4) alone
+  for name in ('few', 'many'):
+    _check_png(tmp_path / f'{name}.png', 1620)
 
 
 def test_a_single_runs_workdir_gets_its_own_report(tmp_path, monkeypatch, capsys):
@@ -105,7 +131,7 @@ def test_a_single_runs_workdir_gets_its_own_report(tmp_path, monkeypatch, capsys
   (row,) = list(csv.DictReader(open(tmp_path / 'report.csv')))
   assert row['run'] == tmp_path.name and row['status'] == 'done'
   assert np.isfinite(float(row['steps_per_s']))
-  _check_png(tmp_path / 'curves.png', 1500)
+  _check_png(tmp_path / 'curves.png', 2250)
 
 
 @pytest.fixture(scope='module')

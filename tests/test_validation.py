@@ -80,6 +80,7 @@ def test_labelling_labels_are_checked_at_real_steps_only():
     ('optim.name', 'adagrad', ValueError, r'optim.name'),
     ('optim.learning_rate', float('inf'), ValueError, r'learning_rate=inf must be a finite'),
     ('optim.weight_decay', float('nan'), ValueError, r'weight_decay=nan must be a finite'),
+    ('optim.weight_decay', 0.1, ValueError, r"weight_decay=0.1 is used by optim.name='adamw' alone"),
     ('seed', -1, ValueError, r'config.seed=-1 must be in \[0, 2\*\*31\)'),
     ('seed', 2**40, ValueError, r'config.seed=1099511627776'),
     ('optim.warmup_steps', 5000, ValueError, r'warmup_steps=5000 is more than .*num_steps=1000'),

@@ -151,10 +151,16 @@ def test_a_longer_cosine_schedule_on_resume_is_announced(finished, tmp_path, cap
   assert 'learning rate is recomputed over 30 steps' in capsys.readouterr().out
 
 
-def test_an_empty_workdir_name_is_refused(monkeypatch, tmp_path):
+def test_an_empty_workdir_name_or_a_bucket_url_is_refused(monkeypatch, tmp_path):
+  from experiments.sweep import run_sweep
   monkeypatch.chdir(tmp_path)
   with pytest.raises(ValueError, match='name the directory'):
     train_and_evaluate(digits_config(10), '')
+  # pathlib would make a local directory 'gs:/bucket/run' of it, silently.
+  for start in (lambda w: train_and_evaluate(digits_config(10), w),
+                lambda w: run_sweep(digits_config(10), [{'seed': 1}], w)):
+    with pytest.raises(ValueError, match="workdir 'gs://bucket/run' is a URL.*GCS FUSE"):
+      start('gs://bucket/run')
   assert not list(tmp_path.iterdir())
 
 

@@ -157,7 +157,8 @@ def turkish_files():
   try:
     dist = importlib.metadata.distribution('turkish-treebanks')
   except importlib.metadata.PackageNotFoundError as e:
-    raise FileNotFoundError('data set turkish_pos needs `pip install turkish-treebanks`') from e
+    raise ImportError("data set turkish_pos needs the Turkish treebanks: pip install "
+                      "'seqrnn[treebanks]'") from e
   return sorted(pathlib.Path(dist.locate_file(f)) for f in dist.files
                 if str(f).endswith('.conllu'))
 
