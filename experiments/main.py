@@ -70,6 +70,9 @@ def main(argv):
     if 'test_best' in results:
       print(f'test of the best eval step ({results["best_step"]}): '
             + ' '.join(f'{k}={v:.4f}' for k, v in results['test_best'].items()))
+    if 'refit' in results:
+      print(f'test of the refit ({results["refit"]["epochs"]:.2f} epochs of all training series): '
+            + ' '.join(f'{k}={v:.4f}' for k, v in results['refit']['test'].items()))
 
 
 if __name__ == '__main__':

@@ -23,6 +23,8 @@ import sys
 
 from absl import app
 
+from seqrnn.config import LOWER_IS_BETTER
+
 STATUS_FILE = 'status.json'  # written by experiments.sweep into each run's workdir
 
 
@@ -68,17 +70,21 @@ def run_row(run_dir, status=None):
   records = read_metrics(run_dir)
   best_name = _config(run_dir).get('train.best_metric', 'accuracy')
   evals = [r for r in records if r['split'] == 'eval' and best_name in r]
+  pick = min if best_name in LOWER_IS_BETTER else max
   row = {'run': run_dir.name, 'status': status.get('status', 'done' if any(
       r['split'] == 'test' for r in records) else 'unfinished')}
   row.update(status.get('overrides', {}))
   if evals:
-    best = max(evals, key=lambda r: r[best_name])
+    best = pick(evals, key=lambda r: r[best_name])
     row[f'best_eval_{best_name}'] = best[best_name]
     row['best_step'] = best['step']
   for split, prefix in (('test', 'test_'), ('test_best', 'test_best_')):
     for r in records:
       if r['split'] == split:
         row.update({prefix + k: v for k, v in r.items() if k not in ('step', 'split')})
+  for r in read_metrics(run_dir / 'refit'):  # train.refit: trained again on all the data
+    if r['split'] == 'test':
+      row.update({'refit_test_' + k: v for k, v in r.items() if k not in ('step', 'split')})
   rates = [r['steps_per_s'] for r in records if r['split'] == 'train' and 'steps_per_s' in r]
   if rates:
     row['steps_per_s'] = statistics.median(rates)
@@ -265,7 +271,8 @@ def report(workdir, overrides_fields=()):
     print(f'{workdir}: tables written; {e}', file=sys.stderr)
     return paths
   if any(curves.values()):  # runs that all failed before training draw nothing, not a blank
-    scored = [(r[k], r['run']) for r in rows for k in r if k.startswith('best_eval_')]
+    scored = [(-r[k] if k[len('best_eval_'):] in LOWER_IS_BETTER else r[k], r['run'])
+              for r in rows for k in r if k.startswith('best_eval_')]
     paths.append(plot_curves(curves, workdir / 'curves.png', best=max(scored)[1] if scored else None))
   fields = list(overrides_fields) or sorted(
       {k for d in dirs for k in overrides[d] if numeric_field([r.get(k) for r in rows])})

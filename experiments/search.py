@@ -134,7 +134,7 @@ def _best(study, workdir, metric, optuna, prefix, params=False):
   done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
   if not done:
     return ''
-  top = max(done, key=lambda t: t.value)
+  top = study.best_trial
   return (f'{prefix}{trial_dir(workdir, top.number).name} (eval {metric} {top.value:.4f})'
           + (f' {_show(top.params)}' if params else ''))
 
@@ -159,7 +159,8 @@ def run_search(config, space, workdir, *, trials, storage=None, pruner='median',
     storage = (optuna.storages.RDBStorage(url, engine_kwargs={'connect_args': {'timeout': 60}})
                if url.startswith('sqlite:') else url)  # the other waits for a write to end
     study = optuna.create_study(
-        storage=storage, study_name=workdir.name, direction='maximize', load_if_exists=True,
+        storage=storage, study_name=workdir.name, load_if_exists=True,
+        direction='minimize' if metric in seqrnn.config.LOWER_IS_BETTER else 'maximize',
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),  # sees running trials
         pruner=make_pruner(pruner, optuna))
     saved = study.user_attrs.get('base_config')

@@ -121,7 +121,8 @@ def _end(status, run_dir, outcome, seconds):
     status.update(status='failed', error=f'{type(outcome).__name__}: {outcome}'.splitlines()[0][:500])
   else:
     status.update(status='done', results={k: v for k, v in outcome.items()
-                                          if k in ('eval', 'test', 'test_best', 'best_step')})
+                                          if k in ('eval', 'test', 'test_best', 'best_step',
+                                                   'stopped_early', 'refit')})
   status['wall_s'] += seconds
   _write(_status_path(run_dir), status)
   return status
@@ -223,7 +224,7 @@ def run_sweep(config, sweep, workdir, say=print, vectorise=True):
     nonlocal best
     statuses[name] = status
     value = status.get('results', {}).get('eval', {}).get(metric)
-    if value is not None and (best is None or value > best[1]):
+    if value is not None and seqrnn.config.better(metric, value, best and best[1]):
       best = (name, value)
     best_line = f'; best so far {best[0]} (eval {metric} {best[1]:.4f})' if best else ''
     say(f'[{i}/{len(sweep)}] {name}: {what}{best_line}')

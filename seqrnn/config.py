@@ -128,6 +128,10 @@ def _schema():
       'data.ocr.train_on_one_fold': F(False, 'train on `fold` and test on the other nine',
                                       fixed=True),
       'data.uea.series': F('JapaneseVowels', "the UEA/UCR data set's name", fixed=True),
+      'data.uea.impute': F('none', "missing values inside a series: 'none' refuses them, "
+                           "'linear' interpolates each channel between its real neighbours, "
+                           "'zero' puts the channel's training mean (0 once standardised)",
+                           choices=('none', 'linear', 'zero'), fixed=True),
       'data.uea.eval_fraction': F(0.15, 'training series held out for eval; 0 evaluates on '
                                   'the training split', bounds='unit', fixed=True),
       'data.frames.size': F(1, 'float series: read this many consecutive steps as one step; 0 '
@@ -142,19 +146,34 @@ def _schema():
                           choices=train.SCHEDULES),
       'optim.warmup_steps': F(0, 'linear warm-up from 0 to the peak, at most train.num_steps',
                               bounds='non-negative'),
+      'optim.warmup_epochs': F(0.0, 'warm-up in epochs of the training split: sets (overrides) '
+                               'optim.warmup_steps once the data is loaded; 0: warmup_steps',
+                               bounds='non-negative'),
       'optim.grad_clip_norm': F(1.0, 'clip gradients to this global norm; 0 disables',
                                 bounds='non-negative', vectorised=True),
       'optim.weight_decay': F(0.0, 'adamw only', bounds='non-negative', vectorised=True),
 
       'train.num_steps': F(1000, 'optimiser steps in the whole run', bounds='positive'),
+      'train.num_epochs': F(0.0, 'length of the run in epochs of the training split: sets '
+                            'train.num_steps (rounded up) once the data is loaded, so that the '
+                            'schedule follows; 0: train.num_steps', bounds='non-negative'),
       'train.log_every_steps': F(50, 'train metrics to metrics.jsonl / TensorBoard',
                                  bounds='positive'),
       'train.eval_every_steps': F(200, 'evaluation on the eval split', bounds='positive'),
       'train.checkpoint_every_steps': F(200, 'Orbax checkpoint of the train state',
                                         bounds='positive'),
       'train.keep_checkpoints': F(2, 'most recent checkpoints kept', bounds='positive'),
-      'train.best_metric': F('accuracy', 'eval metric (higher is better) whose best state is '
-                             'kept in WORKDIR/best', choices=('accuracy', 'sequence_accuracy', 'span_f1')),
+      'train.best_metric': F('accuracy', 'eval metric whose best step is the selected model, '
+                             'kept in WORKDIR/best (test_best), and which early stopping watches; '
+                             'loss and label_error_rate: lower is better',
+                             choices=('accuracy', 'sequence_accuracy', 'span_f1', 'loss',
+                                      'label_error_rate')),
+      'train.refit': F(False, 'then train again from scratch on the whole training split (the '
+                       'held-out eval series too) for as many epochs as the selected step had, '
+                       'in WORKDIR/refit; needs data.uea.eval_fraction > 0'),
+      'train.early_stopping_patience': F(0, 'stop training after this many evaluations in a row '
+                                         'without a better train.best_metric; 0: never',
+                                         bounds='non-negative'),
       'train.compilation_cache': F('~/.cache/seqrnn/jax', "JAX's persistent compilation cache, "
                                    "reused by later runs; '' disables"),
       'train.skip_nonfinite': F(False, 'on a NaN/Inf loss, gradient or update, or an invalid '
@@ -164,6 +183,16 @@ def _schema():
 
 # Fields by the names they had before the groups: config.json files of earlier runs,
 # sweep files and command lines that use them still work (the last two say so).
+LOWER_IS_BETTER = ('loss', 'label_error_rate')  # eval metrics; the others: higher is better
+
+
+def better(metric, value, than):
+  """Whether `value` of the eval metric `metric` is better than `than` (None: anything is)."""
+  if than is None:
+    return True
+  return value < than if metric in LOWER_IS_BETTER else value > than
+
+
 RENAMED = {
     **{f'model.{f}': f'model.words.{f}' for f in (
         'embed_dim', 'embed_dropout', 'word_dropout', 'char_encoder', 'char_embed_dim',
@@ -354,9 +383,13 @@ def validate_config(config):
     raise ValueError("config.model.residual=True with a bidirectional merge='sum' classifier: "
                      "its top layer's directions stay concatenated (each is pooled on its own), "
                      "twice as wide as its input, which cannot be added; set one of them off")
-  if fields['task'] == 'ctc' and fields['train.best_metric'] != 'sequence_accuracy':
+  if fields['task'] == 'ctc' and fields['train.best_metric'] in ('accuracy', 'span_f1'):
     raise ValueError("config.task='ctc' has no per-step accuracy (its labels are not aligned to "
-                     "the steps): set config.train.best_metric='sequence_accuracy'")
+                     "the steps): set config.train.best_metric='sequence_accuracy' (or "
+                     "'label_error_rate' or 'loss')")
+  if fields['train.best_metric'] == 'label_error_rate' and fields['task'] != 'ctc':
+    raise ValueError(f"config.train.best_metric='label_error_rate' is task='ctc''s; "
+                     f"config.task={fields['task']!r}")
   if fields['data.tag_scheme'] != 'none' and fields['task'] != 'labelling':
     raise ValueError(f"config.data.tag_scheme={fields['data.tag_scheme']!r} reads tags of "
                      f"steps; config.task={fields['task']!r} has none")
@@ -382,10 +415,36 @@ def validate_config(config):
     raise ValueError(f"config.optim.weight_decay={fields['optim.weight_decay']} is used by "
                      f"optim.name='adamw' alone; optim.name={fields['optim.name']!r} would ignore "
                      f"it: set optim.name='adamw', or optim.weight_decay=0")
+  if 0 < fields['train.num_epochs'] < fields['optim.warmup_epochs']:
+    raise ValueError(f"config.optim.warmup_epochs={fields['optim.warmup_epochs']} is more than "
+                     f"config.train.num_epochs={fields['train.num_epochs']}: the learning rate "
+                     f"would never reach its peak")
+  if fields['train.refit'] and not (fields['data.name'] == 'uea'
+                                   and fields['data.uea.eval_fraction'] > 0):
+    raise ValueError('config.train.refit=True chooses the length of training on series held out '
+                     'of the training split, then trains on all of it: it needs '
+                     "config.data.name='uea' with config.data.uea.eval_fraction > 0")
+  if fields['train.num_epochs']:
+    return  # num_steps and warmup_steps are set from the data (in_steps), and checked then
   if fields['optim.warmup_steps'] > fields['train.num_steps']:
     raise ValueError(f'config.optim.warmup_steps={fields["optim.warmup_steps"]} is more than '
                      f'config.train.num_steps={fields["train.num_steps"]}: the learning rate '
                      f'would never reach its peak')
+
+
+def in_steps(config, steps_per_epoch):
+  """A copy of `config` with train.num_epochs and optim.warmup_epochs turned into
+  train.num_steps and optim.warmup_steps, at `steps_per_epoch` training steps an epoch
+  (both kept, so config.json records what ran); `config` itself if it gives neither."""
+  if not (config.train.num_epochs or config.optim.warmup_epochs):
+    return config
+  config = config.copy_and_resolve_references()
+  if config.train.num_epochs:
+    config.train.num_steps = max(1, math.ceil(config.train.num_epochs * steps_per_epoch))
+  if config.optim.warmup_epochs:
+    config.optim.warmup_steps = min(config.train.num_steps,
+                                    round(config.optim.warmup_epochs * steps_per_epoch))
+  return config
 
 
 def resume_conflicts(saved, config):

@@ -8,6 +8,7 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from seqrnn import config as config_lib
 from seqrnn import data as data_lib
 from seqrnn.batch import validate_batch
 from seqrnn.data import batching
@@ -43,6 +44,7 @@ def use_compilation_cache(directory):
 
 
 class Setup(NamedTuple):
+  configs: list   # the runs' configs, train.num_epochs turned into train.num_steps
   dataset: Any
   buckets: tuple
   models: list    # each run's model (its evaluation reads its own regularisation rates)
@@ -66,15 +68,19 @@ def prepare_data(config):
                        f'{num_devices} devices the batch is sharded over')
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
   if config.data.num_buckets == 'auto':
-    trained = config.train.num_steps * config.data.batch_size
+    trained = (config.train.num_epochs * len(dataset.splits['train']['lengths'])
+               or config.train.num_steps * config.data.batch_size)
     return dataset, batching.auto_bucket_lengths(all_lengths, trained_sequences=trained)
   return dataset, batching.bucket_lengths(all_lengths, int(config.data.num_buckets))
 
 
 def setup(configs):
   """Data, buckets, models and fresh train states of `configs` (one group), on every device."""
+  dataset, buckets = prepare_data(configs[0])
+  per_epoch = batching.steps_per_epoch(dataset.splits['train'], configs[0].data.batch_size,
+                                       buckets, configs[0].data.pack)
+  configs = [config_lib.in_steps(c, per_epoch) for c in configs]
   base = configs[0]
-  dataset, buckets = prepare_data(base)
   models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
                         vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
             for c in configs]
@@ -87,7 +93,7 @@ def setup(configs):
   states = [jax.device_put(create_train_state(
       seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
       get_task(c.task, spans=spans)), NamedSharding(mesh, P())) for c in configs]
-  return Setup(dataset, buckets, models, states, mesh)
+  return Setup(configs, dataset, buckets, models, states, mesh)
 
 
 def put_sharded(mesh, spec):

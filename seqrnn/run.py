@@ -121,7 +121,27 @@ def train_runs(configs, workdirs, *, restart_from_scratch=False, on_eval=None):
       _check_resume(workdir, config)
       for sub in ('checkpoints', 'best'):
         workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
-    return _train(configs, workdirs, restart_from_scratch, on_eval)
+    outcomes = _train(configs, workdirs, restart_from_scratch, on_eval)
+    return [_refit(c, w, o) if c.train.refit and not isinstance(o, Exception) else o
+            for c, w, o in zip(configs, workdirs, outcomes)]
+
+
+def _refit(config, workdir, results):
+  """`results` with 'refit': the results of `config` trained again from scratch on the
+  whole training split for the epochs of its selected step (train.refit), in
+  WORKDIR/refit, a workdir of its own (resumable; its eval split is its training split)."""
+  epochs = results['best_step'] / results['steps_per_epoch']
+  refit = config.copy_and_resolve_references()
+  refit.data.uea.eval_fraction, refit.train.num_epochs = 0.0, epochs
+  refit.train.refit, refit.train.early_stopping_patience = False, 0
+  say(f'refit: the selected step {results["best_step"]} is {epochs:.2f} epochs of the training '
+      f'series left after holding out eval; training {epochs:.2f} epochs of all of them in '
+      f'{workdir / "refit"}')
+  (outcome,) = train_runs([refit], [workdir / 'refit'])
+  if isinstance(outcome, Exception):
+    return outcome
+  say('refit test: ' + _fmt(outcome['test']))
+  return {**results, 'refit': {'epochs': epochs, 'test': outcome['test']}}
 
 
 def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
@@ -190,6 +210,7 @@ def _jit_predict_and_eval(state, batch):
 
 def _train(configs, workdirs, restart_from_scratch, on_eval):
   setup = prepare.setup(configs)
+  configs = setup.configs  # train.num_epochs now in steps
   _say_data(configs[0], setup.dataset, setup.buckets)
   runs = []
   try:
@@ -208,9 +229,14 @@ def _train(configs, workdirs, restart_from_scratch, on_eval):
 
 
 def _loop(runs, setup, start, on_eval=None):
-  """Trains `runs` (all at step `start`) to train.num_steps, then evaluates each."""
+  """Trains `runs` (all at step `start`) to train.num_steps, then evaluates each; a run
+  whose eval metric stopped improving (train.early_stopping_patience) ends earlier."""
   configs = [r.config for r in runs]
   cfg, k_runs = configs[0].train, len(runs)
+  end = cfg.num_steps
+  if k_runs == 1 and runs[0].stopped_early is not None:  # a resume of a run that had ended
+    say(f'the run stopped early at step {start}: nothing is trained; it is evaluated')
+    end = start
   dataset, buckets, mesh = setup.dataset, setup.buckets, setup.mesh
   batch_args = dict(batch_size=configs[0].data.batch_size, buckets=buckets,
                     pack=configs[0].data.pack, process_index=jax.process_index(),
@@ -262,6 +288,25 @@ def _loop(runs, setup, start, on_eval=None):
                          f'stopped by a signal during the final {split} evaluation; '
                          f'{saved(last_step)}; run again with the same --workdir to evaluate it'))
 
+  def finish(k, state_k, step, stop):
+    """Run k's final evaluations: eval, test of `state_k` (step `step`), test of the best."""
+    r = runs[k]
+    r.results['eval'] = r.results.get('eval') or evaluate(k, 'eval', state_k, stop)
+    r.results['test'] = evaluate(k, 'test', state_k, stop)
+    r.log.write(step, 'test', r.results['test'])
+    r.results.update(test_of_best(r.best, state_k, step, r.results['test'],
+                                  lambda s: evaluate(k, 'test', s, stop), r.log))
+    r.results.update(compiled_train_shapes=len(compiled), buckets=buckets,
+                     steps_per_epoch=batching.steps_per_epoch(
+                         dataset.splits['train'], r.config.data.batch_size, buckets,
+                         r.config.data.pack))
+    if r.stopped_early is not None:
+      r.results['stopped_early'] = r.stopped_early
+    r.log.write_hparams(config_lib.to_flat_dict(r.config), {
+        f'{split}_{name}': value for split in ('eval', 'test', 'test_best')
+        for name, value in r.results.get(split, {}).items()})
+    r.finished = True
+
   last_step, pending = start, []  # pending: (step, device metrics) not yet fetched
   window_start, window_steps = time.perf_counter(), 0
   bar_name = 'train' if k_runs == 1 else f'train {k_runs} models'
@@ -270,8 +315,8 @@ def _loop(runs, setup, start, on_eval=None):
   with _stop_on_signals() as stop:
     with tqdm(total=cfg.num_steps, initial=min(start, cfg.num_steps), desc=bar_name,
               dynamic_ncols=True, disable=not (hosts.is_main() and on_terminal)) as bar:
-      for step, batch in zip(range(start + 1, cfg.num_steps + 1),
-                             batching.prefetch(make, range(start, cfg.num_steps))):
+      for step, batch in zip(range(start + 1, end + 1),
+                             batching.prefetch(make, range(start, end))):
         state, metrics = train_on(state, batch, bar)
         last_step = step
         pending.append((step, metrics))
@@ -287,7 +332,7 @@ def _loop(runs, setup, start, on_eval=None):
           continue
         _drain(pending, runs)
         pending = []
-        active = [k for k, r in enumerate(runs) if r.error is None]
+        active = [k for k, r in enumerate(runs) if r.error is None and not r.finished]
         if not active:
           break
         if logs:
@@ -313,9 +358,18 @@ def _loop(runs, setup, start, on_eval=None):
               if hosts.any_process(hosts.is_main() and on_eval(k, step, runs[k].results['eval'])):
                 runs[k].error = Pruned(f'pruned at step {step}: eval '
                                        f'{_fmt(runs[k].results["eval"])}')
-            active = [k for k in active if runs[k].error is None]
-            if not active:
-              break
+          for k in active:
+            if runs[k].error is None and runs[k].patience_spent():
+              r = runs[k]
+              r.stopped_early = step
+              say(f'{"" if k_runs == 1 else f"run {k}: "}stopped early at step {step}: eval '
+                  f'{cfg.best_metric} has not improved on step {r.best.latest_step()}\'s for '
+                  f'{r.since_best} evaluations (train.early_stopping_patience)')
+              r.save(step, states[k])
+              finish(k, states[k], step, stop)
+          active = [k for k in active if runs[k].error is None and not runs[k].finished]
+          if not active:
+            break
         if saves:
           for k in active:
             runs[k].save(step, states[k])
@@ -326,18 +380,8 @@ def _loop(runs, setup, start, on_eval=None):
     # Signals stay handled until the last line is written: a stop here leaves
     # the final checkpoint, and a restart redoes only this evaluation.
     for k, r in enumerate(runs):
-      if r.error is not None:
-        continue
-      state_k = state_of(k)
-      r.results['eval'] = r.results.get('eval') or evaluate(k, 'eval', state_k, stop)
-      r.results['test'] = evaluate(k, 'test', state_k, stop)
-      r.log.write(last_step, 'test', r.results['test'])
-      r.results.update(test_of_best(r.best, state_k, last_step, r.results['test'],
-                                    lambda s, k=k: evaluate(k, 'test', s, stop), r.log))
-      r.results.update(compiled_train_shapes=len(compiled), buckets=buckets)
-      r.log.write_hparams(config_lib.to_flat_dict(r.config), {
-          f'{split}_{name}': value for split in ('eval', 'test', 'test_best')
-          for name, value in r.results.get(split, {}).items()})
+      if r.error is None and not r.finished:
+        finish(k, state_of(k), last_step, stop)
   return [r.error if r.error is not None else r.results for r in runs]
 
 
@@ -358,10 +402,14 @@ def _say_data(config, dataset, buckets):
                                             pack=config.data.pack)
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
+  per_epoch = batching.steps_per_epoch(train_split, config.data.batch_size, buckets,
+                                       config.data.pack)
+  epochs = (f'train.num_epochs={config.train.num_epochs:g}: {config.train.num_steps} steps'
+            if config.train.num_epochs else f'{config.train.num_steps / per_epoch:.1f} epochs')
   say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '
       f'padded lengths {buckets}{packing_line(train_split, buckets) if config.data.pack else ""}, '
-      f'padding fraction of a training epoch {padding:.3f}, '
-      f'of evaluation {eval_padding:.3f}')
+      f'{per_epoch} steps an epoch ({epochs}), padding fraction of a training epoch '
+      f'{padding:.3f}, of evaluation {eval_padding:.3f}')
   if dataset.splits['eval'] is train_split:
     say('the eval split is the training split (data.uea.eval_fraction=0): eval metrics are '
         'training metrics without dropout, and the test line is the model of the last step')
@@ -373,7 +421,8 @@ def _say_eval(step, runs):
     return
   name = runs[0].config.train.best_metric
   say(f'step {step}: eval {name} ' + ' '.join(
-      f'{r.results["eval"][name]:.4f}' if r.error is None else 'stopped' for r in runs))
+      f'{r.results["eval"][name]:.4f}' if r.error is None and not r.finished else 'stopped'
+      for r in runs))
 
 
 def _fmt(metrics):

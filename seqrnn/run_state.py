@@ -67,9 +67,18 @@ class Run:
     self.window = {k: tuple(v) for k, v in loop.get('window', {}).items()} or None
     self.skipped = loop.get('skipped', 0)
     self.best_value = loop.get('best')  # of train.best_metric on eval, None before the first
+    self.since_best = loop.get('since_best', 0)  # evaluations since the best (early stopping)
+    metric = config.train.best_metric
+    was = loop.get('best_of', _saved_best_metric(workdir))
+    if self.best_value is not None and was != metric:
+      say(f'{workdir}: train.best_metric changed from {was!r} to {metric!r}: the best step is '
+          f'chosen again from the next evaluation on')
+      self.best_value, self.since_best = None, 0
     self.key_data = np.asarray(loop['rng'] if 'rng' in loop else
                                jax.random.key_data(seed_keys(config.seed)[1]), np.uint32)
-    self.results, self.error = {}, None
+    self.results, self.error, self.finished = {}, None, False
+    # A run that stopped early resumes stopped, unless the patience now in force is longer.
+    self.stopped_early = self.start if self.patience_spent() else None
 
   def open_log(self, start):
     """Records this start in the workdir and opens metrics.jsonl at `start` (process 0)."""
@@ -105,19 +114,33 @@ class Run:
     self.results['eval'] = metrics
     self.log.write(step, 'eval', metrics)
     name = self.config.train.best_metric
-    if self.best_value is None or metrics[name] > self.best_value:
-      self.best_value = metrics[name]
+    if config_lib.better(name, metrics[name], self.best_value):
+      self.best_value, self.since_best = metrics[name], 0
       self.best.save(state, {name: self.best_value})
+    else:
+      self.since_best += 1
+
+  def patience_spent(self):
+    """Whether train.early_stopping_patience evaluations in a row brought no better one."""
+    patience = self.config.train.early_stopping_patience
+    return bool(patience) and self.since_best >= patience
 
   def save(self, step, state):
     self.log.sync()
     self.checkpoints.save(state, {
         'window': self.window or {}, 'skipped': self.skipped, 'best': self.best_value,
+        'best_of': self.config.train.best_metric, 'since_best': self.since_best,
         'rng': self.key_data.tolist(), 'data_position': step})  # the next batch is step + 1's
 
   def close(self):
     for close in (self.log.close, self.checkpoints.close, self.best.close):
       close()
+
+
+def _saved_best_metric(workdir):
+  """The train.best_metric of the run's first start (checkpoints from before 'best_of')."""
+  saved = workdir_lib.saved_config(workdir) or {}
+  return config_lib.upgrade(saved).get('train.best_metric', 'accuracy')
 
 
 def test_of_best(best, state, last_step, test, evaluate_test, log):
