@@ -509,3 +509,7 @@ def make_cell(spec, features, dtype=jnp.float32, param_dtype=jnp.float32):
     kwargs = {k: v for k, v in kwargs.items() if k not in spec.keywords}  # the partial's own
     return spec(features=features, parent=None, **kwargs)
   return made(features=features, parent=None, **kwargs)
+
+
+# Registers min_gru, min_lstm, diag_gru and diag_lstm (they build on the classes above).
+from seqrnn import parallel_cells  # noqa: E402,F401

@@ -55,7 +55,15 @@ def _schema():
                       "'flax_simple'), or a cell class's dotted path ('pkg.module.Cell')",
                       fixed=True),
       'model.impl': F('auto', "time loop: 'fused' (hand-written backward), 'scan' (nn.scan, any "
-                      "cell), 'auto'", choices=layer.IMPLS),
+                      "cell), 'auto', 'parallel' (the trajectory at once: one associative scan "
+                      "for min_gru/min_lstm, Newton iterations for the others), 'cudnn' (the "
+                      "LSTM by cuDNN, GPUs only)",
+                      choices=layer.IMPLS),
+      'model.parallel_iterations': F(0, "impl='parallel': Newton iterations at most, then the "
+                                     "sequential loop finishes; 0: the number of steps",
+                                     bounds='non-negative'),
+      'model.parallel_tol': F(1e-5, "impl='parallel': converged once no state changes more "
+                              "than this in an iteration", bounds='positive'),
       'model.hidden_size': F(128, 'units per layer', bounds='positive', fixed=True),
       'model.num_layers': F(1, 'stacked recurrent layers', bounds='positive', fixed=True),
       'model.dropout_rate': F(0.0, "dropout on each layer's output during training, a mask per "

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from seqrnn.cells import cell_state, has_fused_loop, hidden_state, with_states
 from seqrnn import checks
+from seqrnn import cudnn, parallel
 from seqrnn.fused import recurrence
 from seqrnn.masks import per_step_bernoulli, segment_starts, select, time_mask
 
@@ -128,7 +129,7 @@ def scan_cell(cell, xs, mask, carry0, unroll=1, *, recurrent_mask=None, zoneout=
   return scan(cell, carry0, (xs, mask, zoneout_keep, resets), recurrent_mask, carry0)
 
 
-IMPLS = ('auto', 'scan', 'fused')
+IMPLS = ('auto', 'scan', 'fused', 'parallel', 'cudnn')
 
 
 _LEGACY = ("seqrnn.Recurrent without time_major and return_carry reads time-major inputs "
@@ -146,8 +147,10 @@ class Recurrent(nn.Module):
 
   `impl` picks the loop: 'fused' (the hand-written backward pass, for cells
   that have one), 'scan' (`flax.linen.scan`, any cell), 'auto' (fused where
-  the cell allows it). Both take the same parameters and give the same
-  results. `reverse` reads each sequence backwards from its own last real
+  the cell allows it), 'parallel' (the whole trajectory at once, `seqrnn.parallel`:
+  exact for cells linear in their state, Newton iterations for the others, capped by
+  `parallel_iterations`, their count sown as 'intermediates'/'parallel_iterations').
+  All take the same parameters and give the same results. `reverse` reads each sequence backwards from its own last real
   step (outputs are put back in forward order). `learned_initial_carry`
   makes the zero carry a parameter.
 
@@ -168,6 +171,8 @@ class Recurrent(nn.Module):
   recurrent_dropout: float = 0.0
   zoneout: Zoneout = Zoneout()
   remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
+  parallel_iterations: int = 0  # impl='parallel', Newton: the cap (0: the number of steps)
+  parallel_tol: float = 1e-5    # impl='parallel', Newton: converged below this max change
   time_major: Optional[bool] = None
   return_carry: Optional[bool] = None
 
@@ -205,11 +210,21 @@ class Recurrent(nn.Module):
       x_tbf = reverse_padded(x_tbf, lengths_b, segments_bt)
     if initial_carry is None:
       initial_carry = self._initial_carry(x_tbf.shape[1:])
-    if loop_for(self.cell, initial_carry, self.impl, self.recurrent_dropout,
-                self.zoneout, self.remat_chunk) == 'fused':
+    loop = loop_for(self.cell, initial_carry, self.impl, self.recurrent_dropout, self.zoneout,
+                    self.remat_chunk)
+    if loop == 'fused':
       carry, outputs = recurrence(type(self.cell), self.cell.input_params(x_tbf.shape[-1]),
                                   self.cell.recurrent_params(), x_tbf, mask, initial_carry,
                                   self.unroll, self.remat_chunk, resets)
+    elif loop == 'cudnn':
+      carry, outputs = cudnn.lstm_layer(self.cell, x_tbf, lengths_b, initial_carry, segments_bt)
+    elif loop == 'parallel' and hasattr(self.cell, 'linear_coefficients'):
+      carry, outputs = parallel.linear_layer(self.cell, x_tbf, mask, initial_carry, resets)
+    elif loop == 'parallel':
+      carry, outputs, taken = parallel.newton_layer(
+          self.cell, x_tbf, mask, initial_carry, resets,
+          iterations=self.parallel_iterations or x_tbf.shape[0], tol=self.parallel_tol)
+      self.sow('intermediates', 'parallel_iterations', taken)
     else:
       recurrent_mask, keep = self._masks(initial_carry, x_tbf.shape[0], train)
       carry, outputs = scan_cell(self.cell, x_tbf, mask, initial_carry, self.unroll,
@@ -254,6 +269,24 @@ def loop_for(cell, carry, impl='auto', recurrent_dropout=0.0, zoneout=Zoneout(),
   if impl not in IMPLS:
     raise ValueError(f'impl={impl!r} is not one of {list(IMPLS)}')
   regularised = is_on(recurrent_dropout) or zoneout.on()
+  if impl == 'cudnn':
+    from seqrnn.cells import LSTMCell
+    if not (isinstance(cell, type) and issubclass(cell, LSTMCell) or isinstance(cell, LSTMCell)):
+      raise ValueError(f"impl='cudnn' runs seqrnn's LSTM (cell 'lstm') through cuDNN; {name} "
+                       f"has no cuDNN kernel in JAX: use impl='auto'")
+    if regularised or str(remat_chunk) != '0':
+      raise ValueError("impl='cudnn' runs cuDNN's kernel as it is: variational dropout, "
+                       "zoneout and remat_chunk need impl='scan' or 'fused'")
+    return 'cudnn'
+  if impl == 'parallel':
+    if regularised:
+      raise ValueError("impl='parallel' solves the whole trajectory at once; variational "
+                       "dropout and zoneout draw per-step masks in the scan loop: use "
+                       "impl='scan' or 'auto' (config.model.impl)")
+    if str(remat_chunk) != '0':
+      raise ValueError(f"remat_chunk={remat_chunk!r} rematerialises the fused loop; "
+                       f"impl='parallel' keeps none: set remat_chunk to 0")
+    return 'parallel'
   if impl == 'fused' and regularised:
     raise ValueError("variational dropout and zoneout run in the scan loop: use impl='scan' or "
                      "'auto' (config.model.impl)")

@@ -42,7 +42,8 @@ class RNNStack(nn.Module):
   - `cell`: a name in `seqrnn.cells.CELLS` ('gru', 'lstm', 'flax_lstm', ...), a
     dotted path to a Flax cell class, or the class itself; made with
     `features=hidden_size`.
-  - `impl`: the time loop, 'auto' | 'fused' | 'scan' (see `seqrnn.layer`).
+  - `impl`: the time loop, 'auto' | 'fused' | 'scan' | 'parallel' (see `seqrnn.layer`);
+    `parallel_iterations`, `parallel_tol`: the parallel loop's Newton cap and tolerance.
   - `bidirectional`: each layer also reads each sequence backwards from its own
     last real step (parameters under `layer_i_backward`); the two directions'
     outputs are concatenated ([forward | backward], 2*hidden_size) or summed
@@ -89,6 +90,8 @@ class RNNStack(nn.Module):
   zoneout_hidden: float = 0.0
   zoneout_cell: float = 0.0
   remat_chunk: Any = 0
+  parallel_iterations: int = 0
+  parallel_tol: float = 1e-5
   time_major: bool = False
   return_carry: Optional[bool] = None
 
@@ -159,7 +162,8 @@ class RNNStack(nn.Module):
                        reverse=reverse, learned_initial_carry=self.learned_initial_carry,
                        unroll=self.unroll, recurrent_dropout=self.variational_dropout,
                        zoneout=Zoneout(self.zoneout_hidden, self.zoneout_cell),
-                       remat_chunk=self.remat_chunk,
+                       remat_chunk=self.remat_chunk, parallel_iterations=self.parallel_iterations,
+                       parallel_tol=self.parallel_tol,
                        name=f'layer_{i}_backward' if reverse else f'layer_{i}')
 
     carries = []

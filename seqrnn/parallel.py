@@ -1,0 +1,176 @@
+"""`impl='parallel'`: a layer's whole trajectory at once, O(log time) deep, not one step
+after another.
+
+- A cell linear in its state (`min_gru`, `min_lstm`: `linear_coefficients(x_proj) ->
+  (a, b)`, h' = a * h + b) is one `jax.lax.associative_scan` of the affine maps
+  h -> a_t * h + b_t: exact, and differentiated by autodiff.
+- Any other cell (GRU, LSTM, a Flax cell): Newton's method on the whole trajectory (DEER,
+  Lim et al. 2024). The equations s_t = f(s_{t-1}, x_t) for all t are solved together;
+  each iteration linearises f around the current trajectory and solves the linear
+  recurrence s_t = J_t s_{t-1} + (f_t - J_t s'_{t-1}) with the same associative scan,
+  J_t the Jacobian's diagonal (quasi-DEER, Gonzalez et al. 2024: exact Newton for the
+  diagonal-recurrence cells `diag_gru`, `diag_lstm`, whose Jacobian is diagonal). The
+  first k steps are exact after k iterations, so at most `time` iterations converge; a
+  trajectory that has not converged (max change above `tol`) within `iterations` is
+  finished by the sequential loop, never returned unconverged. The gradient is the
+  sequential loop's, taken at the converged trajectory (the implicit function theorem's
+  adjoint, a linear recurrence run backwards by `lax.scan`).
+
+Padding keeps the carry (the step's map is the identity: coefficient 1), a packed row's
+new sequence starts from the initial carry (coefficient 0), as in the other loops.
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+
+from seqrnn.cells import hidden_state
+
+
+def linear_scan(a, b, h0):
+  """h_t = a_t * h_{t-1} + b_t for t = 0..T-1 from h_{-1} = h0, all at once.
+  a, b: [time, batch, S]; h0: [batch, S]. Returns h [time, batch, S]."""
+  b = b.at[0].add(a[0] * h0)  # h0 folded into the first step
+  a = a.at[0].set(0.0)
+
+  def combine(earlier, later):
+    a1, b1 = earlier
+    a2, b2 = later
+    return a1 * a2, a2 * b1 + b2
+
+  return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
+
+
+def _masked(a, b, h0, real, resets):
+  """Coefficients with padding (keep h: a=1, b=0) and packed rows' starts (from h0)."""
+  a = jnp.where(real, a, jnp.ones((), a.dtype))
+  b = jnp.where(real, b, jnp.zeros((), b.dtype))
+  if resets is not None:
+    b = jnp.where(resets, a * h0 + b, b)
+    a = jnp.where(resets, jnp.zeros((), a.dtype), a)
+  return a, b
+
+
+def linear_layer(cell, x_tbf, real, carry0, resets):
+  """(final carry, outputs [time, batch, H]) of a cell linear in its state."""
+  x_proj = cell.project(x_tbf)
+  a, b = cell.linear_coefficients(x_proj)
+  dtype = carry0.dtype
+  a, b = _masked(a.astype(dtype), b.astype(dtype), carry0, real, resets)
+  h = linear_scan(a, b, carry0)
+  return h[-1], jnp.where(real, h, jnp.zeros((), h.dtype)).astype(cell.dtype or dtype)
+
+
+# --- Newton's method on the trajectory (DEER) ---------------------------------------
+
+def _flatten(carry):
+  leaves = jax.tree.leaves(carry)
+  return jnp.concatenate(leaves, -1), (jax.tree.structure(carry), [l.shape[-1] for l in leaves],
+                                       [l.dtype for l in leaves])
+
+
+def _unflatten(s, spec):
+  tree, sizes, dtypes = spec
+  parts = jnp.split(s, list(itertools.accumulate(sizes))[:-1], -1)
+  return jax.tree.unflatten(tree, [p.astype(d) for p, d in zip(parts, dtypes)])
+
+
+def newton_layer(cell, x_tbf, real, carry0, resets, *, iterations, tol):
+  """(final carry, outputs [time, batch, H], Newton iterations taken (past `iterations`:
+  finished sequentially)) of any cell, by DEER. Call inside the owning module."""
+  projected = hasattr(cell, 'project') and hasattr(cell, 'step_projected')
+  xs = cell.project(x_tbf) if projected else x_tbf
+  step_name = 'step_projected' if projected else '__call__'
+  getattr(cell, step_name)(carry0, xs[0])  # creates the step's parameters when initialising
+  module, variables = cell.unbind()
+  s0, spec = _flatten(carry0)
+  diagonal = getattr(type(cell), 'diagonal_state_jacobian', False)
+
+  def step(v, s, x):
+    new, _ = module.apply(v, _unflatten(s, spec), x, method=getattr(type(module), step_name))
+    return _flatten(new)[0].astype(s.dtype)
+
+  no_reset = jnp.zeros(real.shape, bool) if resets is None else resets
+  states, taken = _solve(step, diagonal, iterations, tol, variables, s0, xs, real, no_reset)
+  carry = _unflatten(states[-1], spec)
+  outputs = hidden_state(jax.vmap(lambda s: _unflatten(s, spec))(states))
+  outputs = jnp.where(real, outputs, jnp.zeros((), outputs.dtype))
+  return carry, outputs, taken
+
+
+def _masked_step(step, v, s, x, real, reset, s0):
+  """One step as every loop takes it: from s0 at a packed row's start, the identity on padding."""
+  return jnp.where(real, step(v, jnp.where(reset, s0, s), x), s)
+
+
+def _sequential(step, v, s0, xs, real, resets):
+  def body(s, inputs):
+    new = _masked_step(step, v, s, *inputs, s0)
+    return new, new
+  return jax.lax.scan(body, s0, (xs, real, resets))[1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _solve(step, diagonal, iterations, tol, v, s0, xs, real, resets):
+  return _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets)
+
+
+def _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets):
+  """(states [time, batch, S], iterations taken) by quasi-Newton on the trajectory."""
+  per_step = jax.vmap(functools.partial(_masked_step, step, v), (0, 0, 0, 0, None))
+
+  def jacobian_diagonal(prev):
+    """diag(d s_t / d s_{t-1}) at every step, [time, batch, S]."""
+    along = lambda tangent: jax.jvp(lambda s: per_step(s, xs, real, resets, s0), (prev,),
+                                    (tangent,))[1]
+    if diagonal:  # the Jacobian is diagonal: its product with ones is its diagonal
+      return along(jnp.ones_like(prev))
+    # One product a unit (S of them, one after another): no [S, S] Jacobian is ever held.
+    units = jnp.eye(prev.shape[-1], dtype=prev.dtype)
+    return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)) @ e,
+                                    units), 0, -1)
+
+  def iterate(state):
+    k, s, _ = state
+    prev = jnp.concatenate([s0[None], s[:-1]])
+    f = per_step(prev, xs, real, resets, s0)
+    d = jacobian_diagonal(prev).astype(s.dtype)
+    new = linear_scan(d, f - d * prev, s0)
+    return k + 1, new, jnp.max(jnp.abs(new - s))
+
+  guess = per_step(jnp.broadcast_to(s0, xs.shape[:1] + s0.shape), xs, real, resets, s0)
+  k, s, change = jax.lax.while_loop(lambda st: (st[0] < iterations) & (st[2] > tol), iterate,
+                                    (jnp.int32(0), guess, jnp.array(jnp.inf, s0.dtype)))
+  converged = change <= tol
+  s = jax.lax.cond(converged, lambda: s, lambda: _sequential(step, v, s0, xs, real, resets))
+  return s, jnp.where(converged, k, iterations + 1)
+
+
+def _solve_fwd(step, diagonal, iterations, tol, v, s0, xs, real, resets):
+  states, taken = _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets)
+  return (states, taken), (v, s0, xs, real, resets, states)
+
+
+def _solve_bwd(step, diagonal, iterations, tol, residuals, cotangents):
+  """The sequential loop's gradient at the converged trajectory, run backwards."""
+  del diagonal, iterations, tol
+  v, s0, xs, real, resets, states = residuals
+  g = cotangents[0]
+  prevs = jnp.concatenate([s0[None], states[:-1]])
+
+  def body(carry, inputs):
+    lam, dv, ds0 = carry
+    g_t, prev, x, r, z = inputs
+    _, vjp = jax.vjp(lambda v, s, x, s0: _masked_step(step, v, s, x, r, z, s0), v, prev, x, s0)
+    dv_t, ds, dx, ds0_t = vjp(g_t + lam)
+    return (ds, jax.tree.map(jnp.add, dv, dv_t), ds0 + ds0_t), dx
+
+  zero_v = jax.tree.map(jnp.zeros_like, v)
+  (lam, dv, ds0), dxs = jax.lax.scan(body, (jnp.zeros_like(s0), zero_v, jnp.zeros_like(s0)),
+                                     (g, prevs, xs, real, resets), reverse=True)
+  return dv, ds0 + lam, dxs, None, None
+
+
+_solve.defvjp(_solve_fwd, _solve_bwd)

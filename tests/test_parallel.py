@@ -1,0 +1,136 @@
+"""impl='parallel' (seqrnn.parallel): the whole trajectory at once equals the sequential
+loop (outputs, final carries, gradients), with lengths, both directions, packed rows and
+dropout; min_gru and min_lstm equal their documented equations, step by step in numpy;
+a trajectory not converged within the cap is finished sequentially."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import seqrnn
+
+LENGTHS = jnp.array([12, 5, 1, 9])
+
+
+def _x(seed=0, time=12):
+  return jax.random.normal(jax.random.key(seed), (4, time, 3))
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.mark.parametrize('cell', ['min_gru', 'min_lstm'])
+def test_min_cells_follow_their_equations_step_by_step(cell):
+  stack = seqrnn.RNNStack(cell=cell, hidden_size=5, impl='parallel', return_carry=True)
+  x = _x()
+  params = stack.init(jax.random.key(1), x, LENGTHS)
+  carry, outputs = stack.apply(params, x, LENGTHS)
+  p = params['params']['layer_0']['cell']['input_projection']
+  kernel, bias = np.asarray(p['kernel'], np.float64), np.asarray(p['bias'], np.float64)
+  for b, length in enumerate(np.asarray(LENGTHS)):
+    h = np.zeros(5)
+    for t in range(length):
+      g = np.asarray(x[b, t], np.float64) @ kernel + bias
+      if cell == 'min_gru':
+        z, h_tilde = _sigmoid(g[:5]), g[5:]
+        h = (1 - z) * h + z * h_tilde
+      else:
+        f, i, h_tilde = _sigmoid(g[:5]), _sigmoid(g[5:10]), g[10:]
+        h = f / (f + i) * h + i / (f + i) * h_tilde
+      np.testing.assert_allclose(outputs[b, t], h, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(outputs[b, length:]) == 0)
+    np.testing.assert_allclose(carry[0][b], h, rtol=1e-5, atol=1e-6)
+
+
+CELLS = ['min_gru', 'min_lstm', 'diag_gru', 'diag_lstm', 'gru', 'lstm', 'ln_gru', 'ln_lstm',
+         'flax_lstm']
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_parallel_equals_the_sequential_loop_outputs_carries_and_gradients(cell):
+  x = _x()
+  segments = jnp.array([[1] * 4 + [2] * 8, [1] * 5 + [0] * 7, [1] + [0] * 11,
+                        [1] * 3 + [2] * 3 + [3] * 3 + [0] * 3])  # packed rows
+  results = []
+  for impl in ('scan', 'parallel'):
+    # Both directions; rows of padding, of one sequence and of several; dropout on outputs.
+    stack = seqrnn.RNNStack(cell=cell, hidden_size=6, bidirectional=True, dropout_rate=0.3,
+                            impl=impl, return_carry=True)
+    params = stack.init(jax.random.key(1), x, LENGTHS) if impl == 'scan' else params
+
+    def loss(params, x):
+      carries, outputs = stack.apply(params, x, LENGTHS, train=True, segments_bt=segments,
+                                     rngs={'dropout': jax.random.key(2)})
+      return (outputs ** 2).sum() + sum((l ** 2).sum() for l in jax.tree.leaves(carries)), (
+          carries, outputs)
+
+    (_, aux), grads = jax.value_and_grad(loss, (0, 1), has_aux=True)(params, x)
+    results.append((aux, grads))
+  for a, b in zip(*map(jax.tree.leaves, results), strict=True):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_a_trajectory_not_converged_within_the_cap_is_finished_sequentially():
+  x = _x(time=24) * 3.0
+  stack = seqrnn.RNNStack(cell='gru', hidden_size=8, impl='scan', return_carry=False)
+  params = stack.init(jax.random.key(1), x, LENGTHS)
+  big = jax.tree.map(lambda w: w * 4.0, params)  # large recurrent weights: slow to converge
+  sequential = stack.apply(big, x, LENGTHS)
+  for cap, finished in ((2, True), (0, False)):
+    parallel = seqrnn.RNNStack(cell='gru', hidden_size=8, impl='parallel', return_carry=False,
+                               parallel_iterations=cap)
+    outputs, state = parallel.apply(big, x, LENGTHS, mutable=['intermediates'])
+    (taken,) = jax.tree.leaves(state)
+    np.testing.assert_allclose(outputs, sequential, rtol=1e-4, atol=1e-5)
+    if finished:
+      assert int(taken) == cap + 1  # the count past the cap says: finished sequentially
+    else:
+      assert 2 < int(taken) <= 24  # Newton converged on its own, within the steps
+
+
+def test_diagonal_gru_converges_in_fewer_iterations_than_steps():
+  # Its state Jacobian is diagonal: the Newton step is exact, convergence quadratic.
+  x = _x(time=64)
+  stack = seqrnn.RNNStack(cell='diag_gru', hidden_size=8, impl='parallel', return_carry=False)
+  params = stack.init(jax.random.key(1), x, LENGTHS)
+  _, state = stack.apply(params, x, LENGTHS, mutable=['intermediates'])
+  assert int(jax.tree.leaves(state)[0]) < 16
+
+
+def test_the_parallel_loop_refuses_what_it_cannot_do_by_name():
+  x = _x()
+  with pytest.raises(ValueError, match="impl='parallel' solves the whole trajectory at once"):
+    seqrnn.RNNStack(cell='lstm', hidden_size=4, impl='parallel', zoneout_cell=0.1).init(
+        jax.random.key(0), x, LENGTHS)
+  with pytest.raises(ValueError, match='MinGRUCell has no recurrent matmul'):
+    seqrnn.RNNStack(cell='min_gru', hidden_size=4, impl='scan', variational_dropout=0.2).init(
+        {'params': jax.random.key(0), 'dropout': jax.random.key(1)}, x, LENGTHS, train=True)
+
+
+def test_cudnn_weights_give_the_lstms_outputs_in_jaxs_reference_and_cpu_is_refused():
+  from jax.experimental import rnn
+  from seqrnn.cudnn import flat_weights
+  x = _x()
+  stack = seqrnn.RNNStack(cell='lstm', hidden_size=5, impl='scan', return_carry=True)
+  params = stack.init(jax.random.key(1), x, LENGTHS)
+  carries, outputs = stack.apply(params, x, LENGTHS)
+  p = params['params']['layer_0']['cell']
+  weights = flat_weights((p['input_projection']['kernel'], p['input_projection']['bias']),
+                         (p['recurrent_kernel'], p['recurrent_bias']))
+  zeros = jnp.zeros((1, 4, 5))
+  y, h, c = rnn.lstm_ref(x, zeros, zeros, *rnn.unpack_lstm_weights(weights, 3, 5, 1, False),
+                         seq_lengths=LENGTHS, input_size=3, hidden_size=5, num_layers=1,
+                         dropout=0.0, bidirectional=False)
+  real = (jnp.arange(12)[None, :] < LENGTHS[:, None])[..., None]
+  np.testing.assert_allclose(jnp.where(real, y, 0), outputs, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(h[0], carries[0].hidden, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(c[0], carries[0].cell, rtol=1e-5, atol=1e-6)
+  if jax.default_backend() != 'gpu':
+    with pytest.raises(ValueError, match="impl='cudnn' runs cuDNN's LSTM, on NVIDIA GPUs only"):
+      seqrnn.RNNStack(cell='lstm', hidden_size=5, impl='cudnn', return_carry=False).apply(
+          params, x, LENGTHS)
+  with pytest.raises(ValueError, match="impl='cudnn' runs seqrnn's LSTM .* GRUCell has no cuDNN"):
+    seqrnn.RNNStack(cell='gru', hidden_size=5, impl='cudnn', return_carry=False).init(
+        jax.random.key(0), x, LENGTHS)
