@@ -105,9 +105,10 @@ def train_step(state, batch, rng):
   args, kwargs = model_args(batch)
 
   def loss_fn(params):
-    logits = state.apply_fn({'params': params}, *args, **kwargs, train=True,
-                            rngs={'dropout': key})
+    logits, sown = state.apply_fn({'params': params}, *args, **kwargs, train=True,
+                                  rngs={'dropout': key}, mutable=['intermediates'])
     metrics = state.task(logits, batch)
+    metrics.update(_newton_iterations(sown))
     loss_sum, count = metrics['loss']
     return loss_sum / count, (metrics, batch_is_valid(batch, num_classes=tasks.num_classes(logits)))
 
@@ -126,6 +127,15 @@ def train_step(state, batch, rng):
   metrics['nonfinite'] = (1.0 - finite.astype(jnp.float32), 1.0)
   metrics['invalid_batch'] = (1.0 - valid.astype(jnp.float32), 1.0)
   return new_state, metrics
+
+
+def _newton_iterations(sown):
+  """{'newton_iterations/<layer>': (count, 1)} of each layer the parallel loop solved by
+  Newton's method (`seqrnn.parallel`); the cap + 1 means it finished sequentially."""
+  found = jax.tree_util.tree_flatten_with_path(sown.get('intermediates', {}))[0]
+  return {'newton_iterations/' + '/'.join(str(getattr(k, 'key', k)) for k in path[:-2]):
+          (value.astype(jnp.float32), 1.0) for path, value in found
+          if str(getattr(path[-2], 'key', '')) == 'parallel_iterations'}
 
 
 def _learning_rate(opt_state):

@@ -134,3 +134,18 @@ def test_cudnn_weights_give_the_lstms_outputs_in_jaxs_reference_and_cpu_is_refus
   with pytest.raises(ValueError, match="impl='cudnn' runs seqrnn's LSTM .* GRUCell has no cuDNN"):
     seqrnn.RNNStack(cell='gru', hidden_size=5, impl='cudnn', return_carry=False).init(
         jax.random.key(0), x, LENGTHS)
+
+
+def test_a_run_logs_each_layers_newton_iterations_and_trains_as_the_scan_loop(tmp_path):
+  from experiments.configs import digits
+  from helpers import metric_records
+  results = {}
+  for impl, cap in (('scan', 0), ('parallel', 1)):
+    config = digits.get_config('debug')
+    config.model.impl, config.model.parallel_iterations = impl, cap
+    results[impl] = seqrnn.train_and_evaluate(config, tmp_path / impl)
+  train = [r for r in metric_records(tmp_path / 'parallel') if r['split'] == 'train']
+  # One iteration cannot solve 8 steps: each step's layer was finished sequentially (cap + 1).
+  assert [r['newton_iterations/encoder/stack/layer_0'] for r in train] == [2.0, 2.0]
+  np.testing.assert_allclose(results['parallel']['test']['loss'], results['scan']['test']['loss'],
+                             rtol=1e-4)

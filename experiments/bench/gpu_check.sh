@@ -10,4 +10,4 @@ python -c "import jax; assert jax.default_backend() == 'gpu', jax.devices(); pri
 timeout 240 python -m pytest -q -p no:xdist -o addopts="" tests/test_parallel.py tests/test_layer.py \
     tests/test_stack.py tests/test_cells.py 2>&1 | tail -5
 timeout 300 python -m experiments.bench.parallel_benchmark --times=1000,4000,16000,65536 \
-    --hidden=64,256 --reps=5 --json="$out/gpu_check.json"
+    --hidden=64,256 --reps=5 --dense_newton_up_to=4000 --json="$out/gpu_check.json"

@@ -26,7 +26,11 @@ _HIDDEN = flags.DEFINE_list('hidden', ['64'], 'hidden sizes')
 _LAYERS = flags.DEFINE_integer('layers', 1, 'stacked layers')
 _CELLS = flags.DEFINE_list('cells', ['gru', 'lstm', 'min_gru', 'diag_gru'], 'cells')
 _REPS = flags.DEFINE_integer('reps', 5, 'timed calls of each step')
-_JSON = flags.DEFINE_string('json', '', 'write the rows here')
+_JSON = flags.DEFINE_string('json', '', 'write the rows here (after each length, so a timeout '
+                            'keeps what was measured)')
+_DENSE_UP_TO = flags.DEFINE_integer('dense_newton_up_to', 4000, 'longest T at which gru and lstm '
+                                    'run the parallel (Newton) loop: each iteration takes a '
+                                    'Jacobian-vector product per state unit')
 
 
 def _step(module, params, x, lengths):
@@ -53,7 +57,8 @@ def main(argv):
       for cell in _CELLS.value:
         base = 'fused' if cell in ('gru', 'lstm') else 'scan'
         gpu_lstm = cell == 'lstm' and jax.default_backend() == 'gpu'
-        for impl in (base, 'parallel') + (('cudnn',) if gpu_lstm else ()):
+        newton = cell in ('gru', 'lstm') and time_steps > _DENSE_UP_TO.value
+        for impl in (base,) + (() if newton else ('parallel',)) + (('cudnn',) if gpu_lstm else ()):
           cases[(cell, impl)] = seqrnn.RNNStack(cell=cell, hidden_size=hidden,
                                                 num_layers=_LAYERS.value, impl=impl,
                                                 return_carry=False)
@@ -86,9 +91,9 @@ def main(argv):
         print(f'T={time_steps:6d} H={hidden:4d} {cell:9s} {impl:9s} {ms:10.1f} ms  '
               f'x{ratio:5.2f} vs {base}  iterations {iterations:4d}  temp {memory / 2**20:8.1f} MB',
               flush=True)
-  if _JSON.value:
-    with open(_JSON.value, 'w') as f:
-      json.dump({'device': str(jax.devices()[0]), 'rows': rows}, f, indent=1)
+      if _JSON.value:
+        with open(_JSON.value, 'w') as f:
+          json.dump({'device': str(jax.devices()[0]), 'rows': rows}, f, indent=1)
 
 
 if __name__ == '__main__':
