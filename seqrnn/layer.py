@@ -106,7 +106,10 @@ def _scan_body(cell, carry, inputs, recurrent_mask, carry0, hoisted, zoneout):
   if zoneout.on():
     new = _zoneout(carry, new, zoneout, keep_old)
     y = hidden_state(new)  # the output is the zoned-out h
-  return select(real, new, carry), jnp.where(real, y, jnp.zeros((), y.dtype))
+  out = select(real, new, carry)
+  if y is hidden_state(new):  # the output is the carry's h: read it from the one carry kept
+    y = hidden_state(out)  # (else XLA may compute it twice, rounded differently)
+  return out, jnp.where(real, y, jnp.zeros((), y.dtype))
 
 
 def scan_cell(cell, xs, mask, carry0, unroll=1, *, recurrent_mask=None, zoneout=Zoneout(),
