@@ -62,6 +62,10 @@ def _schema():
       'model.parallel_iterations': F(0, "impl='parallel': Newton iterations at most, then the "
                                      "sequential loop finishes; 0: the number of steps",
                                      bounds='non-negative'),
+      'model.parallel_jacobian': F('auto', "impl='parallel', Newton: 'full' (exact Newton, a scan "
+                                   "of [S, S] matrices), 'diagonal' (quasi-Newton), 'auto' (full "
+                                   "for states of at most 32 units)",
+                                   choices=('auto', 'diagonal', 'full')),
       'model.parallel_tol': F(1e-5, "impl='parallel': converged once no state changes more "
                               "than this in an iteration", bounds='positive'),
       'model.hidden_size': F(128, 'units per layer', bounds='positive', fixed=True),

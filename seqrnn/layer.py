@@ -176,6 +176,7 @@ class Recurrent(nn.Module):
   remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
   parallel_iterations: int = 0  # impl='parallel', Newton: the cap (0: the number of steps)
   parallel_tol: float = 1e-5    # impl='parallel', Newton: converged below this max change
+  parallel_jacobian: str = 'auto'  # impl='parallel', Newton: 'auto', 'diagonal' or 'full'
   time_major: Optional[bool] = None
   return_carry: Optional[bool] = None
 
@@ -226,7 +227,8 @@ class Recurrent(nn.Module):
     elif loop == 'parallel':
       carry, outputs, taken = parallel.newton_layer(
           self.cell, x_tbf, mask, initial_carry, resets,
-          iterations=self.parallel_iterations or x_tbf.shape[0], tol=self.parallel_tol)
+          iterations=self.parallel_iterations or x_tbf.shape[0], tol=self.parallel_tol,
+          jacobian=self.parallel_jacobian)
       self.sow('intermediates', 'parallel_iterations', taken)
     else:
       recurrent_mask, keep = self._masks(initial_carry, x_tbf.shape[0], train)

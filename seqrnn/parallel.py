@@ -7,9 +7,10 @@ after another.
 - Any other cell (GRU, LSTM, a Flax cell): Newton's method on the whole trajectory (DEER,
   Lim et al. 2024). The equations s_t = f(s_{t-1}, x_t) for all t are solved together;
   each iteration linearises f around the current trajectory and solves the linear
-  recurrence s_t = J_t s_{t-1} + (f_t - J_t s'_{t-1}) with the same associative scan,
-  J_t the Jacobian's diagonal (quasi-DEER, Gonzalez et al. 2024: exact Newton for the
-  diagonal-recurrence cells `diag_gru`, `diag_lstm`, whose Jacobian is diagonal). The
+  recurrence s_t = J_t s_{t-1} + (f_t - J_t s'_{t-1}) with the same associative scan:
+  of [S, S] matrices with the full Jacobian (Newton, for states of at most 32 units), of
+  its diagonal otherwise (quasi-DEER, Gonzalez et al. 2024; exact Newton for `diag_gru`,
+  whose Jacobian is diagonal); `parallel_jacobian` chooses. The
   first k steps are exact after k iterations, so at most `time` iterations converge; a
   trajectory that has not converged (max change above `tol`) within `iterations` is
   finished by the sequential loop, never returned unconverged. The gradient is the
@@ -77,23 +78,38 @@ def _unflatten(s, spec):
   return jax.tree.unflatten(tree, [p.astype(d) for p, d in zip(parts, dtypes)])
 
 
-def newton_layer(cell, x_tbf, real, carry0, resets, *, iterations, tol):
+FULL_UP_TO = 32  # jacobian='auto': the full Jacobian for states of at most this many units
+
+
+def newton_layer(cell, x_tbf, real, carry0, resets, *, iterations, tol, jacobian='auto'):
   """(final carry, outputs [time, batch, H], Newton iterations taken (past `iterations`:
-  finished sequentially)) of any cell, by DEER. Call inside the owning module."""
+  finished sequentially)) of any cell, by DEER. Call inside the owning module.
+
+  `jacobian`: 'diagonal' (quasi-Newton: each iteration one elementwise scan), 'full'
+  (Newton: a scan of [S, S] matrices, O(S^3) a combination, fewer iterations), 'auto'
+  (full for a state of at most FULL_UP_TO units, else diagonal; diagonal for a cell whose
+  Jacobian is diagonal, where it is exact)."""
   projected = hasattr(cell, 'project') and hasattr(cell, 'step_projected')
   xs = cell.project(x_tbf) if projected else x_tbf
   step_name = 'step_projected' if projected else '__call__'
   getattr(cell, step_name)(carry0, xs[0])  # creates the step's parameters when initialising
   module, variables = cell.unbind()
   s0, spec = _flatten(carry0)
-  diagonal = getattr(type(cell), 'diagonal_state_jacobian', False)
+  if jacobian not in ('auto', 'diagonal', 'full'):
+    raise ValueError(f"parallel_jacobian={jacobian!r} is not one of ['auto', 'diagonal', 'full']")
+  if getattr(type(cell), 'diagonal_state_jacobian', False):
+    how = 'exact diagonal'
+  elif jacobian == 'auto':
+    how = 'full' if s0.shape[-1] <= FULL_UP_TO else 'diagonal'
+  else:
+    how = jacobian
 
   def step(v, s, x):
     new, _ = module.apply(v, _unflatten(s, spec), x, method=getattr(type(module), step_name))
     return _flatten(new)[0].astype(s.dtype)
 
   no_reset = jnp.zeros(real.shape, bool) if resets is None else resets
-  states, taken = _solve(step, diagonal, iterations, tol, variables, s0, xs, real, no_reset)
+  states, taken = _solve(step, how, iterations, tol, variables, s0, xs, real, no_reset)
   carry = _unflatten(states[-1], spec)
   outputs = hidden_state(jax.vmap(lambda s: _unflatten(s, spec))(states))
   outputs = jnp.where(real, outputs, jnp.zeros((), outputs.dtype))
@@ -113,31 +129,51 @@ def _sequential(step, v, s0, xs, real, resets):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _solve(step, diagonal, iterations, tol, v, s0, xs, real, resets):
-  return _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets)
+def _solve(step, how, iterations, tol, v, s0, xs, real, resets):
+  return _newton(step, how, iterations, tol, v, s0, xs, real, resets)
 
 
-def _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets):
-  """(states [time, batch, S], iterations taken) by quasi-Newton on the trajectory."""
+def matrix_scan(a, b, h0):
+  """h_t = a_t @ h_{t-1} + b_t from h_{-1} = h0, all at once: a [time, batch, S, S]."""
+  b = b.at[0].add(jnp.einsum('bij,bj->bi', a[0], h0))
+  a = a.at[0].set(0.0)
+
+  def combine(earlier, later):
+    a1, b1 = earlier
+    a2, b2 = later
+    return a2 @ a1, jnp.einsum('...ij,...j->...i', a2, b1) + b2
+
+  return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
+
+
+def _newton(step, how, iterations, tol, v, s0, xs, real, resets):
+  """(states [time, batch, S], iterations taken) by (quasi-)Newton on the trajectory."""
   per_step = jax.vmap(functools.partial(_masked_step, step, v), (0, 0, 0, 0, None))
 
-  def jacobian_diagonal(prev):
-    """diag(d s_t / d s_{t-1}) at every step, [time, batch, S]."""
+  def jacobian(prev):
+    """d s_t / d s_{t-1} at every step: its diagonal [time, batch, S], or all of it
+    [time, batch, S, S] for how='full'."""
     along = lambda tangent: jax.jvp(lambda s: per_step(s, xs, real, resets, s0), (prev,),
                                     (tangent,))[1]
-    if diagonal:  # the Jacobian is diagonal: its product with ones is its diagonal
+    if how == 'exact diagonal':  # the Jacobian is diagonal: its product with ones is it
       return along(jnp.ones_like(prev))
-    # One product a unit (S of them, one after another): no [S, S] Jacobian is ever held.
+    # One product a unit (S of them, one after another): column j of every step's Jacobian.
     units = jnp.eye(prev.shape[-1], dtype=prev.dtype)
+    if how == 'full':
+      return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)),
+                                      units), 0, -1)
     return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)) @ e,
-                                    units), 0, -1)
+                                    units), 0, -1)  # no [S, S] matrix held
 
   def iterate(state):
     k, s, _ = state
     prev = jnp.concatenate([s0[None], s[:-1]])
     f = per_step(prev, xs, real, resets, s0)
-    d = jacobian_diagonal(prev).astype(s.dtype)
-    new = linear_scan(d, f - d * prev, s0)
+    j = jacobian(prev).astype(s.dtype)
+    if how == 'full':
+      new = matrix_scan(j, f - jnp.einsum('...ij,...j->...i', j, prev), s0)
+    else:
+      new = linear_scan(j, f - j * prev, s0)
     return k + 1, new, jnp.max(jnp.abs(new - s))
 
   guess = per_step(jnp.broadcast_to(s0, xs.shape[:1] + s0.shape), xs, real, resets, s0)
@@ -148,14 +184,14 @@ def _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets):
   return s, jnp.where(converged, k, iterations + 1)
 
 
-def _solve_fwd(step, diagonal, iterations, tol, v, s0, xs, real, resets):
-  states, taken = _newton(step, diagonal, iterations, tol, v, s0, xs, real, resets)
+def _solve_fwd(step, how, iterations, tol, v, s0, xs, real, resets):
+  states, taken = _newton(step, how, iterations, tol, v, s0, xs, real, resets)
   return (states, taken), (v, s0, xs, real, resets, states)
 
 
-def _solve_bwd(step, diagonal, iterations, tol, residuals, cotangents):
+def _solve_bwd(step, how, iterations, tol, residuals, cotangents):
   """The sequential loop's gradient at the converged trajectory, run backwards."""
-  del diagonal, iterations, tol
+  del how, iterations, tol
   v, s0, xs, real, resets, states = residuals
   g = cotangents[0]
   prevs = jnp.concatenate([s0[None], states[:-1]])

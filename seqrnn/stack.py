@@ -43,7 +43,8 @@ class RNNStack(nn.Module):
     dotted path to a Flax cell class, or the class itself; made with
     `features=hidden_size`.
   - `impl`: the time loop, 'auto' | 'fused' | 'scan' | 'parallel' (see `seqrnn.layer`);
-    `parallel_iterations`, `parallel_tol`: the parallel loop's Newton cap and tolerance.
+    `parallel_iterations`, `parallel_tol`, `parallel_jacobian`: the parallel loop's Newton
+    cap, tolerance and Jacobian ('auto', 'diagonal', 'full').
   - `bidirectional`: each layer also reads each sequence backwards from its own
     last real step (parameters under `layer_i_backward`); the two directions'
     outputs are concatenated ([forward | backward], 2*hidden_size) or summed
@@ -92,6 +93,7 @@ class RNNStack(nn.Module):
   remat_chunk: Any = 0
   parallel_iterations: int = 0
   parallel_tol: float = 1e-5
+  parallel_jacobian: str = 'auto'
   time_major: bool = False
   return_carry: Optional[bool] = None
 
@@ -164,6 +166,7 @@ class RNNStack(nn.Module):
                        zoneout=Zoneout(self.zoneout_hidden, self.zoneout_cell),
                        remat_chunk=self.remat_chunk, parallel_iterations=self.parallel_iterations,
                        parallel_tol=self.parallel_tol,
+                       parallel_jacobian=self.parallel_jacobian,
                        name=f'layer_{i}_backward' if reverse else f'layer_{i}')
 
     carries = []

@@ -90,6 +90,22 @@ def test_a_trajectory_not_converged_within_the_cap_is_finished_sequentially():
       assert 2 < int(taken) <= 24  # Newton converged on its own, within the steps
 
 
+@pytest.mark.parametrize('cell', ['gru', 'lstm'])
+def test_quasi_newton_equals_the_sequential_loop_and_full_newton_takes_fewer_iterations(cell):
+  x = _x(time=24)
+  stack = seqrnn.RNNStack(cell=cell, hidden_size=6, impl='scan', return_carry=False)
+  params = stack.init(jax.random.key(1), x, LENGTHS)
+  sequential = stack.apply(params, x, LENGTHS)
+  taken = {}
+  for jacobian in ('diagonal', 'full'):
+    parallel = seqrnn.RNNStack(cell=cell, hidden_size=6, impl='parallel', return_carry=False,
+                               parallel_jacobian=jacobian)
+    outputs, state = parallel.apply(params, x, LENGTHS, mutable=['intermediates'])
+    np.testing.assert_allclose(outputs, sequential, rtol=1e-4, atol=1e-5)
+    (taken[jacobian],) = map(int, jax.tree.leaves(state))
+  assert taken['full'] < taken['diagonal'] <= 24  # Newton's quadratic convergence
+
+
 def test_diagonal_gru_converges_in_fewer_iterations_than_steps():
   # Its state Jacobian is diagonal: the Newton step is exact, convergence quadratic.
   x = _x(time=64)
