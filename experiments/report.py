@@ -23,7 +23,7 @@ import sys
 
 from absl import app
 
-from seqrnn.config import LOWER_IS_BETTER
+from seqrnn.config import better
 
 STATUS_FILE = 'status.json'  # written by experiments.sweep into each run's workdir
 
@@ -70,12 +70,13 @@ def run_row(run_dir, status=None):
   records = read_metrics(run_dir)
   best_name = _config(run_dir).get('train.best_metric', 'accuracy')
   evals = [r for r in records if r['split'] == 'eval' and best_name in r]
-  pick = min if best_name in LOWER_IS_BETTER else max
   row = {'run': run_dir.name, 'status': status.get('status', 'done' if any(
       r['split'] == 'test' for r in records) else 'unfinished')}
   row.update(status.get('overrides', {}))
   if evals:
-    best = pick(evals, key=lambda r: r[best_name])
+    best = evals[0]
+    for r in evals:  # the first of the best, in the metric's direction
+      best = r if better(best_name, r[best_name], best[best_name]) else best
     row[f'best_eval_{best_name}'] = best[best_name]
     row['best_step'] = best['step']
   for split, prefix in (('test', 'test_'), ('test_best', 'test_best_')):
@@ -271,9 +272,12 @@ def report(workdir, overrides_fields=()):
     print(f'{workdir}: tables written; {e}', file=sys.stderr)
     return paths
   if any(curves.values()):  # runs that all failed before training draw nothing, not a blank
-    scored = [(-r[k] if k[len('best_eval_'):] in LOWER_IS_BETTER else r[k], r['run'])
-              for r in rows for k in r if k.startswith('best_eval_')]
-    paths.append(plot_curves(curves, workdir / 'curves.png', best=max(scored)[1] if scored else None))
+    best = None  # (run, value) of the best run in its metric's direction (a tie: the last name)
+    for r in sorted(rows, key=lambda r: r['run'], reverse=True):
+      for k in (k for k in r if k.startswith('best_eval_')):
+        if better(k[len('best_eval_'):], r[k], best and best[1]):
+          best = (r['run'], r[k])
+    paths.append(plot_curves(curves, workdir / 'curves.png', best=best and best[0]))
   fields = list(overrides_fields) or sorted(
       {k for d in dirs for k in overrides[d] if numeric_field([r.get(k) for r in rows])})
   metrics = sorted({k for r in rows for k in r if k.startswith(('best_eval_', 'test_accuracy'))})

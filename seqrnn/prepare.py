@@ -45,6 +45,7 @@ def use_compilation_cache(directory):
 
 class Setup(NamedTuple):
   configs: list   # the runs' configs, train.num_epochs turned into train.num_steps
+  steps_per_epoch: int  # of the training split, whole batches (packed rows with data.pack)
   dataset: Any
   buckets: tuple
   models: list    # each run's model (its evaluation reads its own regularisation rates)
@@ -93,7 +94,7 @@ def setup(configs):
   states = [jax.device_put(create_train_state(
       seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
       get_task(c.task, spans=spans)), NamedSharding(mesh, P())) for c in configs]
-  return Setup(configs, dataset, buckets, models, states, mesh)
+  return Setup(configs, per_epoch, dataset, buckets, models, states, mesh)
 
 
 def put_sharded(mesh, spec):

@@ -211,7 +211,7 @@ def _jit_predict_and_eval(state, batch):
 def _train(configs, workdirs, restart_from_scratch, on_eval):
   setup = prepare.setup(configs)
   configs = setup.configs  # train.num_epochs now in steps
-  _say_data(configs[0], setup.dataset, setup.buckets)
+  _say_data(configs[0], setup.dataset, setup.buckets, setup.steps_per_epoch)
   runs = []
   try:
     for config, workdir, fresh in zip(configs, workdirs, setup.states):
@@ -297,9 +297,7 @@ def _loop(runs, setup, start, on_eval=None):
     r.results.update(test_of_best(r.best, state_k, step, r.results['test'],
                                   lambda s: evaluate(k, 'test', s, stop), r.log))
     r.results.update(compiled_train_shapes=len(compiled), buckets=buckets,
-                     steps_per_epoch=batching.steps_per_epoch(
-                         dataset.splits['train'], r.config.data.batch_size, buckets,
-                         r.config.data.pack))
+                     steps_per_epoch=setup.steps_per_epoch)
     if r.stopped_early is not None:
       r.results['stopped_early'] = r.stopped_early
     r.log.write_hparams(config_lib.to_flat_dict(r.config), {
@@ -394,7 +392,7 @@ def _drain(pending, runs):
         r.add(step, {name: (float(pick(s)), float(pick(n))) for name, (s, n) in metrics.items()})
 
 
-def _say_data(config, dataset, buckets):
+def _say_data(config, dataset, buckets, per_epoch):
   """The data line: sequences, padded lengths, packing and padding."""
   train_split = dataset.splits['train']
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
@@ -402,8 +400,6 @@ def _say_data(config, dataset, buckets):
                                             pack=config.data.pack)
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
-  per_epoch = batching.steps_per_epoch(train_split, config.data.batch_size, buckets,
-                                       config.data.pack)
   epochs = (f'train.num_epochs={config.train.num_epochs:g}: {config.train.num_steps} steps'
             if config.train.num_epochs else f'{config.train.num_steps / per_epoch:.1f} epochs')
   say(f'data {config.data.name}: {len(train_split["lengths"])} training sequences, '

@@ -69,7 +69,7 @@ class Run:
     self.best_value = loop.get('best')  # of train.best_metric on eval, None before the first
     self.since_best = loop.get('since_best', 0)  # evaluations since the best (early stopping)
     metric = config.train.best_metric
-    was = loop.get('best_of', _saved_best_metric(workdir))
+    was = None if self.best_value is None else loop.get('best_of') or _saved_best_metric(workdir)
     if self.best_value is not None and was != metric:
       say(f'{workdir}: train.best_metric changed from {was!r} to {metric!r}: the best step is '
           f'chosen again from the next evaluation on')

@@ -2,6 +2,8 @@
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -102,3 +104,16 @@ def tensorboard_tags(directory):
       tags |= {v.tag for v in event_pb2.Event.FromString(data[i + 12:i + 12 + n]).summary.value}
       i += 16 + n
   return tags
+
+
+def two_sweep_processes(*flags):
+  """Runs `python -m experiments.sweep FLAGS` (digits' debug config) in two processes started
+  together, from the repository's root; both must exit 0. Returns their (stdout, stderr)."""
+  command = [sys.executable, '-m', 'experiments.sweep',
+             '--config=experiments/configs/digits.py:debug', *flags]
+  processes = [subprocess.Popen(command, cwd=pathlib.Path(__file__).resolve().parents[1],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], [err[-1500:] for _, err in outs]
+  return outs

@@ -3,13 +3,11 @@ pruned at an evaluation, processes share one study, a stopped trial resumes."""
 
 import csv
 import json
-import pathlib
-import subprocess
 import sys
 
 import pytest
 
-from helpers import metric_records
+from helpers import metric_records, two_sweep_processes
 
 optuna = pytest.importorskip('optuna')
 
@@ -114,18 +112,12 @@ def test_a_field_the_config_lacks_or_refuses_is_named_before_any_trial(tmp_path,
 
 
 def test_two_processes_share_one_sqlite_study(tmp_path):
-  root = pathlib.Path(__file__).resolve().parents[1]
   (tmp_path / 'space.py').write_text(
       'from experiments.sweeps import loguniform\n'
       'def get_search_space():\n  return {"optim.learning_rate": loguniform(3e-4, 3e-1)}\n')
-  command = [sys.executable, '-m', 'experiments.sweep',
-             '--config=experiments/configs/digits.py:debug', f'--sweep={tmp_path / "space.py"}',
-             f'--workdir={tmp_path / "w"}', '--search=optuna', '--trials=4',
-             f'--storage=sqlite:///{tmp_path / "shared.db"}']
-  processes = [subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
-  outs = [p.communicate(timeout=300) for p in processes]
-  assert [p.returncode for p in processes] == [0, 0], [err[-1500:] for _, err in outs]
+  outs = two_sweep_processes(f'--sweep={tmp_path / "space.py"}', f'--workdir={tmp_path / "w"}',
+                             '--search=optuna', '--trials=4',
+                             f'--storage=sqlite:///{tmp_path / "shared.db"}')
   study = optuna.load_study(study_name='w', storage=f'sqlite:///{tmp_path / "shared.db"}')
   assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
   assert {t.state.name for t in study.trials} <= {'COMPLETE', 'PRUNED'}

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import metric_records
+from helpers import metric_records, two_sweep_processes
 
 from experiments import report
 from experiments.sweep import load_sweep, run_name, run_sweep, with_overrides
@@ -223,17 +223,10 @@ def test_random_draws_are_reproducible_in_range_and_log_uniform_where_asked():
 
 
 def test_two_sweep_processes_on_one_workdir_share_its_runs(tmp_path):
-  root = pathlib.Path(__file__).resolve().parents[1]
   (tmp_path / 'sweep.py').write_text(
       "def get_sweep():\n  return [{'model.cell': c, 'seed': s} for c in ('gru', 'lstm') "
       "for s in (0, 1)]\n")
-  command = [sys.executable, '-m', 'experiments.sweep',
-             '--config=experiments/configs/digits.py:debug', f'--sweep={tmp_path / "sweep.py"}',
-             f'--workdir={tmp_path / "w"}']
-  first, second = (subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for _ in range(2))
-  outs = [p.communicate(timeout=300) for p in (first, second)]
-  assert [p.returncode for p in (first, second)] == [0, 0], [err[-1500:] for _, err in outs]
+  outs = two_sweep_processes(f'--sweep={tmp_path / "sweep.py"}', f'--workdir={tmp_path / "w"}')
   # A run the other process holds is left to it (how many depends on timing), never failed.
   assert not any('failed' in out for out, _ in outs), outs
   runs = sorted((tmp_path / 'w' / 'runs').iterdir())
