@@ -13,9 +13,14 @@ after another.
   whose Jacobian is diagonal); `parallel_jacobian` chooses. The
   first k steps are exact after k iterations, so at most `time` iterations converge; a
   trajectory that has not converged (max change above `tol`) within `iterations` is
-  finished by the sequential loop, never returned unconverged. The gradient is the
-  sequential loop's, taken at the converged trajectory (the implicit function theorem's
-  adjoint, a linear recurrence run backwards by `lax.scan`).
+  finished by the sequential loop, never returned unconverged. The gradient is taken at
+  the converged trajectory by the implicit function theorem: the adjoint
+  mu_t = g_t + J_{t+1}^T mu_{t+1} is a linear recurrence, solved backwards by the same
+  associative scan (exactly: of J's diagonal for a diagonal Jacobian, of the [S, S]
+  matrices with the full one; with the diagonal of a full Jacobian it is iterated, one
+  batched VJP an iteration, under the same cap and tolerance, relative to the adjoint's
+  size, and finished by `lax.scan` if it has not converged); then every step's
+  parameter and input gradients come from one batched VJP.
 
 Padding keeps the carry (the step's map is the identity: coefficient 1), a packed row's
 new sequence starts from the initial carry (coefficient 0), as in the other loops.
@@ -146,30 +151,30 @@ def matrix_scan(a, b, h0):
   return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
 
 
+def _jacobian(f, prev, how):
+  """d f(prev)_t / d prev_t of a function acting on each step alone: its diagonal
+  [time, batch, S], or all of it [time, batch, S, S] for how='full'."""
+  along = lambda tangent: jax.jvp(f, (prev,), (tangent,))[1]
+  if how == 'exact diagonal':  # the Jacobian is diagonal: its product with ones is it
+    return along(jnp.ones_like(prev))
+  # One product a unit (S of them, one after another): column j of every step's Jacobian.
+  units = jnp.eye(prev.shape[-1], dtype=prev.dtype)
+  if how == 'full':
+    return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)),
+                                    units), 0, -1)
+  return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)) @ e,
+                                  units), 0, -1)  # no [S, S] matrix held
+
+
 def _newton(step, how, iterations, tol, v, s0, xs, real, resets):
   """(states [time, batch, S], iterations taken) by (quasi-)Newton on the trajectory."""
   per_step = jax.vmap(functools.partial(_masked_step, step, v), (0, 0, 0, 0, None))
-
-  def jacobian(prev):
-    """d s_t / d s_{t-1} at every step: its diagonal [time, batch, S], or all of it
-    [time, batch, S, S] for how='full'."""
-    along = lambda tangent: jax.jvp(lambda s: per_step(s, xs, real, resets, s0), (prev,),
-                                    (tangent,))[1]
-    if how == 'exact diagonal':  # the Jacobian is diagonal: its product with ones is it
-      return along(jnp.ones_like(prev))
-    # One product a unit (S of them, one after another): column j of every step's Jacobian.
-    units = jnp.eye(prev.shape[-1], dtype=prev.dtype)
-    if how == 'full':
-      return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)),
-                                      units), 0, -1)
-    return jnp.moveaxis(jax.lax.map(lambda e: along(jnp.broadcast_to(e, prev.shape)) @ e,
-                                    units), 0, -1)  # no [S, S] matrix held
 
   def iterate(state):
     k, s, _ = state
     prev = jnp.concatenate([s0[None], s[:-1]])
     f = per_step(prev, xs, real, resets, s0)
-    j = jacobian(prev).astype(s.dtype)
+    j = _jacobian(lambda p: per_step(p, xs, real, resets, s0), prev, how).astype(s.dtype)
     if how == 'full':
       new = matrix_scan(j, f - jnp.einsum('...ij,...j->...i', j, prev), s0)
     else:
@@ -190,12 +195,49 @@ def _solve_fwd(step, how, iterations, tol, v, s0, xs, real, resets):
 
 
 def _solve_bwd(step, how, iterations, tol, residuals, cotangents):
-  """The sequential loop's gradient at the converged trajectory, run backwards."""
-  del how, iterations, tol
+  """Gradients at the converged trajectory: the adjoint recurrence solved at once, then
+  one batched VJP of every step."""
   v, s0, xs, real, resets, states = residuals
   g = cotangents[0]
   prevs = jnp.concatenate([s0[None], states[:-1]])
+  each = lambda v, p, xs, s0: jax.vmap(functools.partial(_masked_step, step, v),
+                                       (0, 0, 0, 0, None))(p, xs, real, resets, s0)
+  transposed = lambda mu: jax.vjp(lambda p: each(v, p, xs, s0), prevs)[1](mu)[0]  # J_t^T mu_t
+  shifted = lambda a: jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])  # a_{t+1}, 0 at the end
+  backwards = lambda a: jnp.flip(a, 0)
+  # mu_t = g_t + J_{t+1}^T mu_{t+1}: run from the end, it is h_k = A_k h_{k-1} + b_k.
+  j = _jacobian(lambda p: each(v, p, xs, s0), prevs, how)
+  if how == 'full':
+    a = backwards(shifted(jnp.swapaxes(j, -1, -2)))
+    return (*_gradients(each, v, prevs, xs, s0,
+                        backwards(matrix_scan(a, backwards(g), jnp.zeros_like(s0)))), None, None)
+  a = backwards(shifted(j))
+  diagonal_solve = lambda rest: backwards(linear_scan(a, backwards(g + rest), jnp.zeros_like(s0)))
+  if how == 'exact diagonal':
+    return (*_gradients(each, v, prevs, xs, s0, diagonal_solve(0.0)), None, None)
 
+  def iterate(state):  # the rest of J^T from the last iterate: exact after T iterations
+    k, mu, _ = state
+    new = diagonal_solve(shifted(transposed(mu) - j * mu))
+    return k + 1, new, jnp.max(jnp.abs(new - mu)) / (jnp.max(jnp.abs(new)) + 1e-30)
+
+  mu0 = diagonal_solve(0.0)
+  _, mu, change = jax.lax.while_loop(lambda st: (st[0] < iterations) & (st[2] > tol), iterate,
+                                     (jnp.int32(0), mu0, jnp.array(jnp.inf, mu0.dtype)))
+  return (*jax.lax.cond(change <= tol, lambda: _gradients(each, v, prevs, xs, s0, mu),
+                        lambda: _sequential_gradients(step, v, s0, xs, real, resets, prevs, g)),
+          None, None)
+
+
+def _gradients(each, v, prevs, xs, s0, mu):
+  """(dv, ds0, dxs) of every step at once, from the adjoint mu [time, batch, S]."""
+  _, vjp = jax.vjp(each, v, prevs, xs, s0)
+  dv, dprevs, dxs, ds0 = vjp(mu)
+  return dv, ds0 + dprevs[0], dxs
+
+
+def _sequential_gradients(step, v, s0, xs, real, resets, prevs, g):
+  """(dv, ds0, dxs): the sequential loop's gradient, one step after another from the end."""
   def body(carry, inputs):
     lam, dv, ds0 = carry
     g_t, prev, x, r, z = inputs
@@ -206,7 +248,7 @@ def _solve_bwd(step, how, iterations, tol, residuals, cotangents):
   zero_v = jax.tree.map(jnp.zeros_like, v)
   (lam, dv, ds0), dxs = jax.lax.scan(body, (jnp.zeros_like(s0), zero_v, jnp.zeros_like(s0)),
                                      (g, prevs, xs, real, resets), reverse=True)
-  return dv, ds0 + lam, dxs, None, None
+  return dv, ds0 + lam, dxs
 
 
 _solve.defvjp(_solve_fwd, _solve_bwd)

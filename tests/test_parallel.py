@@ -48,8 +48,16 @@ CELLS = ['min_gru', 'min_lstm', 'diag_gru', 'diag_lstm', 'gru', 'lstm', 'ln_gru'
          'flax_lstm']
 
 
-@pytest.mark.parametrize('cell', CELLS)
-def test_parallel_equals_the_sequential_loop_outputs_carries_and_gradients(cell):
+# Six units: the full Jacobian ('auto'), exact diagonal for diag_gru; and the quasi-Newton
+# forward and adjoint (the Jacobian's diagonal, iterated) for a GRU and an LSTM.
+@pytest.mark.parametrize('cell,jacobian', [(c, 'auto') for c in CELLS]
+                         + [('gru', 'diagonal'), ('diag_lstm', 'diagonal')])
+def test_parallel_equals_the_sequential_loop_outputs_carries_and_gradients(cell, jacobian,
+                                                                          monkeypatch):
+  # The adjoint is solved in parallel: its sequential finish, poisoned, is never taken here.
+  finish = seqrnn.parallel._sequential_gradients
+  poisoned = lambda *args: jax.tree.map(lambda a: a * jnp.nan, finish(*args))
+  monkeypatch.setattr(seqrnn.parallel, '_sequential_gradients', poisoned)
   x = _x()
   segments = jnp.array([[1] * 4 + [2] * 8, [1] * 5 + [0] * 7, [1] + [0] * 11,
                         [1] * 3 + [2] * 3 + [3] * 3 + [0] * 3])  # packed rows
@@ -57,7 +65,7 @@ def test_parallel_equals_the_sequential_loop_outputs_carries_and_gradients(cell)
   for impl in ('scan', 'parallel'):
     # Both directions; rows of padding, of one sequence and of several; dropout on outputs.
     stack = seqrnn.RNNStack(cell=cell, hidden_size=6, bidirectional=True, dropout_rate=0.3,
-                            impl=impl, return_carry=True)
+                            impl=impl, return_carry=True, parallel_jacobian=jacobian)
     params = stack.init(jax.random.key(1), x, LENGTHS) if impl == 'scan' else params
 
     def loss(params, x):
