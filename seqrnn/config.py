@@ -49,6 +49,10 @@ def _schema():
                 choices=tuple(tasks.TASKS), fixed=True),
       'seed': F(0, 'seeds parameters, dropout and data order, in [0, 2**31)', fixed=True,
                 vectorised=True),
+      'adapt': F('', "'' or 'module:function', a rule choosing fields from the training "
+                 "split's size once it is loaded: function(config, stats) -> config, stats "
+                 "{'sequences', 'steps', 'classes'}; what it sets is said and written to "
+                 "config.json (e.g. experiments.configs.ud_pos:by_size)"),
 
       'model.cell': F('gru', "'gru', 'lstm', layer-normalised 'ln_gru', 'ln_lstm', a Flax cell "
                       "('flax_lstm', 'flax_gru', 'flax_optimized_lstm', 'flax_mgu', "
@@ -431,6 +435,8 @@ def validate_config(config):
     raise ValueError(f"config.optim.warmup_epochs={fields['optim.warmup_epochs']} is more than "
                      f"config.train.num_epochs={fields['train.num_epochs']}: the learning rate "
                      f"would never reach its peak")
+  if fields['adapt']:
+    adapt_rule(fields['adapt'])  # names what cannot be imported, before any data is read
   if fields['train.refit'] and not (fields['data.name'] == 'uea'
                                    and fields['data.uea.eval_fraction'] > 0):
     raise ValueError('config.train.refit=True chooses the length of training on series held out '
@@ -442,6 +448,37 @@ def validate_config(config):
     raise ValueError(f'config.optim.warmup_steps={fields["optim.warmup_steps"]} is more than '
                      f'config.train.num_steps={fields["train.num_steps"]}: the learning rate '
                      f'would never reach its peak')
+
+
+def adapt_rule(spec):
+  """The function `spec` ('module:function', config.adapt) names, or a ValueError saying why
+  there is none."""
+  module, sep, name = spec.partition(':')
+  try:
+    rule = getattr(importlib.import_module(module), name) if sep and name else None
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f'config.adapt={spec!r} cannot be imported: {e}') from None
+  if not callable(rule):
+    raise ValueError(f"config.adapt={spec!r} does not name a function as 'module:function'")
+  return rule
+
+
+def adapted(config, stats):
+  """(`config` as its config.adapt rule sets it for a training split of `stats`, the
+  {field: (before, after)} it changed). A rule may not change a fixed field (a resumed run
+  would be refused) nor config.adapt."""
+  if not config.adapt:
+    return config, {}
+  new = adapt_rule(config.adapt)(config.copy_and_resolve_references(), dict(stats))
+  before, after = _flatten(config), _flatten(new)
+  changed = {k: (before[k], after[k]) for k in before if before[k] != after.get(k)}
+  schema = _schema()
+  refused = sorted(k for k in changed if k == 'adapt' or schema[k].fixed)
+  if refused:
+    raise ValueError(f'config.adapt={config.adapt!r} changed {refused}: a rule may change only '
+                     f'fields a resumed run may change')
+  validate_config(new)
+  return new, changed
 
 
 def in_steps(config, steps_per_epoch):

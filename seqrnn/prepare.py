@@ -44,13 +44,14 @@ def use_compilation_cache(directory):
 
 
 class Setup(NamedTuple):
-  configs: list   # the runs' configs, train.num_epochs turned into train.num_steps
+  configs: list   # the runs' configs: config.adapt's rule applied, train.num_epochs in steps
   steps_per_epoch: int  # of the training split, whole batches (packed rows with data.pack)
   dataset: Any
   buckets: tuple
   models: list    # each run's model (its evaluation reads its own regularisation rates)
   states: list    # each run's fresh train state, replicated over every device
   mesh: Any       # every device of every process, one axis 'data'
+  adapted: dict   # {field: (before, after)} that the first run's config.adapt rule changed
 
 
 def seed_keys(seed):
@@ -78,6 +79,10 @@ def prepare_data(config):
 def setup(configs):
   """Data, buckets, models and fresh train states of `configs` (one group), on every device."""
   dataset, buckets = prepare_data(configs[0])
+  train = dataset.splits['train']
+  stats = {'sequences': len(train['lengths']), 'steps': int(np.sum(train['lengths'])),
+           'classes': dataset.num_classes}
+  configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
   per_epoch = batching.steps_per_epoch(dataset.splits['train'], configs[0].data.batch_size,
                                        buckets, configs[0].data.pack)
   configs = [config_lib.in_steps(c, per_epoch) for c in configs]
@@ -94,7 +99,7 @@ def setup(configs):
   states = [jax.device_put(create_train_state(
       seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
       get_task(c.task, spans=spans)), NamedSharding(mesh, P())) for c in configs]
-  return Setup(configs, per_epoch, dataset, buckets, models, states, mesh)
+  return Setup(configs, per_epoch, dataset, buckets, models, states, mesh, changes[0])
 
 
 def put_sharded(mesh, spec):

@@ -212,6 +212,9 @@ def _train(configs, workdirs, restart_from_scratch, on_eval):
   setup = prepare.setup(configs)
   configs = setup.configs  # train.num_epochs now in steps
   _say_data(configs[0], setup.dataset, setup.buckets, setup.steps_per_epoch)
+  if setup.adapted:
+    say(f'config.adapt={configs[0].adapt} for this training split: ' + ', '.join(
+        f'{k} {a!r} -> {b!r}' for k, (a, b) in setup.adapted.items()))
   runs = []
   try:
     for config, workdir, fresh in zip(configs, workdirs, setup.states):

@@ -155,3 +155,13 @@ def test_a_refused_treebank_leaves_no_empty_checkpoint_directories(tmp_path):
     train_and_evaluate(config, tmp_path / 'run')
   assert not (tmp_path / 'run' / 'checkpoints').exists()
   assert not (tmp_path / 'run' / 'best').exists()
+
+
+def test_a_tag_only_the_test_split_holds_gets_a_class_its_words_count_as_errors():
+  # Tamil-TTB's test split has one X, its training split none: the treebank still loads.
+  config = default_config().data
+  train = [(['ev', 'var'], ['NOUN', 'VERB'])]
+  test = [(['ev', 'hmm'], ['NOUN', 'X'])]
+  dataset = conllu.make_dataset(train, train, test, config)
+  assert list(dataset.class_names) == ['NOUN', 'VERB', 'X']
+  np.testing.assert_array_equal(dataset.splits['test']['labels'][0], [0, 2])

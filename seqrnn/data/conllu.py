@@ -13,6 +13,7 @@ import importlib.metadata
 import pathlib
 
 import numpy as np
+from absl import logging
 
 from seqrnn.data.dataset import Dataset, pad_sequences, split_indices
 from seqrnn.data.files import DataFileError, read_lines
@@ -91,9 +92,9 @@ def encode(sentences, vocab, tag_ids, lowercase=False, seen=None, char_vocab=Non
   tokens = [np.array([vocab.get(_norm(w, lowercase), OOV) for w in words], np.int32)
             for words, _ in sentences]
   unknown = [tags for _, tags in sentences if set(tags) - set(tag_ids)]
-  if unknown:
+  if unknown:  # make_dataset gives every split's tags an id: a caller's mistake
     raise ValueError(f'tag(s) {sorted(set(unknown[0]) - set(tag_ids))} are not in the '
-                     f'training split\'s tag set {sorted(tag_ids)}')
+                     f'tag set {sorted(tag_ids)}')
   labels = [np.array([tag_ids[t] for t in tags], np.int32) for _, tags in sentences]
   inputs, lengths = pad_sequences(tokens, np.int32, PAD)
   labels, _ = pad_sequences(labels, np.int32, 0)
@@ -116,10 +117,20 @@ def make_dataset(train, eval_, test, data_config, sources=None):
       raise DataFileError(f'the {name} split{where.get(name, "")} holds no sentence')
   vocab = build_vocab(train, data_config.treebank.min_count, data_config.treebank.lowercase)
   seen = set(build_vocab(train, 1, data_config.treebank.lowercase))
-  tags = sorted({t for _, ts in train for t in ts})
-  if len(tags) < 2:
+  trained = {t for _, ts in train for t in ts}
+  if len(trained) < 2:
     raise DataFileError(f'the train split{where.get("train", "")} has a single '
-                        f'{data_config.treebank.tag_column} tag {tags}: nothing to learn')
+                        f'{data_config.treebank.tag_column} tag {sorted(trained)}: nothing to '
+                        f'learn')
+  # A tag only eval or test holds (Tamil-TTB's test has an X, its training split none) gets
+  # a class the model never sees: its words count as errors, as in UD's own evaluation.
+  for name, sentences in named[1:]:
+    untrained = collections.Counter(t for _, ts in sentences for t in ts if t not in trained)
+    if untrained:
+      logging.warning('the %s split%s holds %s tag(s) the training split never has: %s; they '
+                      'count as errors', name, where.get(name, ''),
+                      data_config.treebank.tag_column, dict(sorted(untrained.items())))
+  tags = sorted(trained | {t for _, s in named for _, ts in s for t in ts})
   tag_ids = {t: i for i, t in enumerate(tags)}
   char_vocab = build_char_vocab(train)
   # One width for all splits (one compiled shape): the longest word, up to the cap.

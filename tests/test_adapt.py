@@ -1,0 +1,59 @@
+"""config.adapt: a config file's rule chooses fields from the training split's size once
+it is loaded (experiments/configs/ud_pos.py:by_size, small treebanks' regularisation);
+what it sets is said and recorded, and what a researcher set is kept."""
+
+import json
+
+import pytest
+
+from experiments.configs import ud_pos
+from seqrnn import config as config_lib
+from seqrnn import train_and_evaluate
+from test_data import CONLLU
+
+
+def _treebank(tmp_path):
+  tmp_path.mkdir()
+  for name in ('train', 'dev', 'test'):
+    (tmp_path / f'xx-ud-{name}.conllu').write_text(CONLLU * 3)
+  return str(tmp_path)
+
+
+def test_a_small_treebank_gets_more_regularisation_said_and_written_to_config_json(tmp_path,
+                                                                                  capsys):
+  config = ud_pos.get_config('debug')
+  config.data.path, config.model.words.char_encoder = _treebank(tmp_path / 'ud'), 'none'
+  config.data.batch_size = config.data.eval_batch_size = 2
+  config.train.num_steps = 2
+  train_and_evaluate(config, tmp_path / 'run')
+  saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  assert (saved['model.dropout_rate'], saved['model.words.embed_dropout']) == (0.5, 0.33)
+  assert ('model.dropout_rate 0.3 -> 0.5, model.words.embed_dropout 0.2 -> 0.33'
+          in capsys.readouterr().out)
+
+
+def test_the_rule_keeps_what_a_researcher_set_and_leaves_large_treebanks_alone():
+  config = ud_pos.get_config()
+  config.model.dropout_rate = 0.1  # as --config.model.dropout_rate=0.1 would
+  small, changed = config_lib.adapted(config, {'sequences': 910, 'steps': 0, 'classes': 17})
+  assert (small.model.dropout_rate, small.model.words.embed_dropout) == (0.1, 0.33)
+  assert changed == {'model.words.embed_dropout': (0.2, 0.33)}
+  large, changed = config_lib.adapted(ud_pos.get_config(),
+                                      {'sequences': ud_pos.SMALL, 'steps': 0, 'classes': 17})
+  assert changed == {} and large.model.dropout_rate == 0.3
+
+
+def grow(config, stats):
+  config.model.hidden_size *= 2
+  return config
+
+
+def test_a_rule_that_cannot_be_imported_or_changes_a_fixed_field_is_refused():
+  config = ud_pos.get_config()
+  config.adapt = 'experiments.configs.ud_pos:no_such_rule'
+  with pytest.raises(ValueError, match=r"config.adapt='experiments.configs.ud_pos:no_such_rule' "
+                     r'cannot be imported'):
+    config_lib.validate_config(config)
+  config.adapt = 'test_adapt:grow'
+  with pytest.raises(ValueError, match=r"changed \['model.hidden_size'\]: a rule may change only"):
+    config_lib.adapted(config, {'sequences': 10, 'steps': 0, 'classes': 2})
