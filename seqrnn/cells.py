@@ -186,6 +186,9 @@ class FusedCell(ProjectedCell):
   """
   num_gates: ClassVar[int]
   output = step = step_backward = grad_residuals = recurrent_grads = None  # a subclass's
+  # Each gate of unit i reads the recurrent matmul's column i of that gate alone (no
+  # normalisation across units): state_jacobian_diagonal holds.
+  elementwise_gates: ClassVar[bool] = False
 
   def setup(self):
     gates = self.num_gates * self.features
@@ -218,6 +221,27 @@ class FusedCell(ProjectedCell):
   def init_recurrent_bias(key, shape, dtype):
     return jnp.zeros(shape, dtype)
 
+  def state_jacobian_diagonal(self, carry, x_proj):
+    """d carry'_i / d carry_i of `step_projected`: the diagonal of the state Jacobian
+    (seqrnn.parallel's quasi-Newton), carry-shaped, by one JVP per carry array instead of
+    one per unit. For `elementwise_gates` cells: unit i's own weight w_h[i, g*H + i] in
+    each gate g enters as a tangent of the recurrent bias (h @ w_h + b_h moves as b_h
+    does), the rest as a tangent of the carry with the matmul's input held."""
+    w_h, b_h = self.recurrent_params()
+    x_gates = tuple(_split(x_proj, self.num_gates))
+    h = self.output(carry)
+    own = jnp.concatenate([jnp.diagonal(w) for w in _split(w_h, self.num_gates)])
+    leaves, tree = jax.tree.flatten(carry)
+    new = lambda carry, b_h: jax.tree.leaves(self.step(w_h, b_h, carry, x_gates, h)[0])
+    diagonal = []
+    for k, leaf in enumerate(leaves):
+      tangent = jax.tree.unflatten(tree, [jnp.ones_like(l) if j == k else jnp.zeros_like(l)
+                                          for j, l in enumerate(leaves)])
+      read = leaf is h  # the array the recurrent matmul reads
+      _, dots = jax.jvp(new, (carry, b_h), (tangent, own if read else jnp.zeros_like(own)))
+      diagonal.append(dots[k])
+    return jax.tree.unflatten(tree, diagonal)
+
 
 class GRUCell(FusedCell):
   """Gated recurrent unit with cuDNN's (and torch's) reset-after convention.
@@ -232,6 +256,7 @@ class GRUCell(FusedCell):
   [3*H]. The carry is h `[batch, H]` (float32), which is also the output.
   """
   num_gates: ClassVar[int] = 3
+  elementwise_gates: ClassVar[bool] = True
 
   @staticmethod
   def output(carry):
@@ -289,6 +314,7 @@ class LSTMCell(FusedCell):
   the output is h.
   """
   num_gates: ClassVar[int] = 4
+  elementwise_gates: ClassVar[bool] = True
 
   @staticmethod
   def init_recurrent_bias(key, shape, dtype):

@@ -113,8 +113,15 @@ def newton_layer(cell, x_tbf, real, carry0, resets, *, iterations, tol, jacobian
     new, _ = module.apply(v, _unflatten(s, spec), x, method=getattr(type(module), step_name))
     return _flatten(new)[0].astype(s.dtype)
 
+  diagonal = None  # the Jacobian's diagonal by S JVPs, unless the cell gives it cheaper
+  if how == 'diagonal' and projected and getattr(type(cell), 'elementwise_gates', False):
+    def diagonal(v, s, x):
+      d = module.apply(v, _unflatten(s, spec), x, method=type(module).state_jacobian_diagonal)
+      return _flatten(d)[0].astype(s.dtype)
+
   no_reset = jnp.zeros(real.shape, bool) if resets is None else resets
-  states, taken = _solve(step, how, iterations, tol, variables, s0, xs, real, no_reset)
+  states, taken = _solve(step, diagonal, how, iterations, tol, variables, s0, xs, real,
+                         no_reset)
   carry = _unflatten(states[-1], spec)
   outputs = hidden_state(jax.vmap(lambda s: _unflatten(s, spec))(states))
   outputs = jnp.where(real, outputs, jnp.zeros((), outputs.dtype))
@@ -126,6 +133,18 @@ def _masked_step(step, v, s, x, real, reset, s0):
   return jnp.where(real, step(v, jnp.where(reset, s0, s), x), s)
 
 
+def _masked_diagonal(diagonal, v, s, x, real, reset, s0):
+  """The Jacobian diagonal of `_masked_step`: 0 where a packed row's sequence starts (the
+  step reads s0), 1 on padding (the identity)."""
+  d = jnp.where(reset, jnp.zeros((), s.dtype), diagonal(v, jnp.where(reset, s0, s), x))
+  return jnp.where(real, d, jnp.ones((), s.dtype))
+
+
+def _each(fn, v, prevs, xs, real, resets, s0):
+  """`fn` (_masked_step or _masked_diagonal of a step) at every step at once."""
+  return jax.vmap(functools.partial(fn, v), (0, 0, 0, 0, None))(prevs, xs, real, resets, s0)
+
+
 def _sequential(step, v, s0, xs, real, resets):
   def body(s, inputs):
     new = _masked_step(step, v, s, *inputs, s0)
@@ -133,9 +152,9 @@ def _sequential(step, v, s0, xs, real, resets):
   return jax.lax.scan(body, s0, (xs, real, resets))[1]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _solve(step, how, iterations, tol, v, s0, xs, real, resets):
-  return _newton(step, how, iterations, tol, v, s0, xs, real, resets)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _solve(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
+  return _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets)
 
 
 def matrix_scan(a, b, h0):
@@ -151,9 +170,12 @@ def matrix_scan(a, b, h0):
   return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
 
 
-def _jacobian(f, prev, how):
+def _jacobian(f, prev, how, diagonal=None):
   """d f(prev)_t / d prev_t of a function acting on each step alone: its diagonal
-  [time, batch, S], or all of it [time, batch, S, S] for how='full'."""
+  [time, batch, S] (`diagonal(prev)` where given), or all of it [time, batch, S, S] for
+  how='full'."""
+  if diagonal is not None and how == 'diagonal':
+    return diagonal(prev)
   along = lambda tangent: jax.jvp(f, (prev,), (tangent,))[1]
   if how == 'exact diagonal':  # the Jacobian is diagonal: its product with ones is it
     return along(jnp.ones_like(prev))
@@ -166,15 +188,18 @@ def _jacobian(f, prev, how):
                                   units), 0, -1)  # no [S, S] matrix held
 
 
-def _newton(step, how, iterations, tol, v, s0, xs, real, resets):
+def _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
   """(states [time, batch, S], iterations taken) by (quasi-)Newton on the trajectory."""
   per_step = jax.vmap(functools.partial(_masked_step, step, v), (0, 0, 0, 0, None))
+  diagonals = diagonal and (lambda p: _each(functools.partial(_masked_diagonal, diagonal), v, p,
+                                            xs, real, resets, s0))
 
   def iterate(state):
     k, s, _ = state
     prev = jnp.concatenate([s0[None], s[:-1]])
     f = per_step(prev, xs, real, resets, s0)
-    j = _jacobian(lambda p: per_step(p, xs, real, resets, s0), prev, how).astype(s.dtype)
+    j = _jacobian(lambda p: per_step(p, xs, real, resets, s0), prev, how,
+                  diagonals).astype(s.dtype)
     if how == 'full':
       new = matrix_scan(j, f - jnp.einsum('...ij,...j->...i', j, prev), s0)
     else:
@@ -189,24 +214,25 @@ def _newton(step, how, iterations, tol, v, s0, xs, real, resets):
   return s, jnp.where(converged, k, iterations + 1)
 
 
-def _solve_fwd(step, how, iterations, tol, v, s0, xs, real, resets):
-  states, taken = _newton(step, how, iterations, tol, v, s0, xs, real, resets)
+def _solve_fwd(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
+  states, taken = _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets)
   return (states, taken), (v, s0, xs, real, resets, states)
 
 
-def _solve_bwd(step, how, iterations, tol, residuals, cotangents):
+def _solve_bwd(step, diagonal, how, iterations, tol, residuals, cotangents):
   """Gradients at the converged trajectory: the adjoint recurrence solved at once, then
   one batched VJP of every step."""
   v, s0, xs, real, resets, states = residuals
   g = cotangents[0]
   prevs = jnp.concatenate([s0[None], states[:-1]])
-  each = lambda v, p, xs, s0: jax.vmap(functools.partial(_masked_step, step, v),
-                                       (0, 0, 0, 0, None))(p, xs, real, resets, s0)
+  each = lambda v, p, xs, s0: _each(functools.partial(_masked_step, step), v, p, xs, real,
+                                    resets, s0)
   transposed = lambda mu: jax.vjp(lambda p: each(v, p, xs, s0), prevs)[1](mu)[0]  # J_t^T mu_t
   shifted = lambda a: jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])  # a_{t+1}, 0 at the end
   backwards = lambda a: jnp.flip(a, 0)
   # mu_t = g_t + J_{t+1}^T mu_{t+1}: run from the end, it is h_k = A_k h_{k-1} + b_k.
-  j = _jacobian(lambda p: each(v, p, xs, s0), prevs, how)
+  j = _jacobian(lambda p: each(v, p, xs, s0), prevs, how, diagonal and (
+      lambda p: _each(functools.partial(_masked_diagonal, diagonal), v, p, xs, real, resets, s0)))
   if how == 'full':
     a = backwards(shifted(jnp.swapaxes(j, -1, -2)))
     return (*_gradients(each, v, prevs, xs, s0,

@@ -114,6 +114,24 @@ def test_quasi_newton_equals_the_sequential_loop_and_full_newton_takes_fewer_ite
   assert taken['full'] < taken['diagonal'] <= 24  # Newton's quadratic convergence
 
 
+@pytest.mark.parametrize('cell', [seqrnn.GRUCell, seqrnn.LSTMCell])
+def test_a_cells_own_jacobian_diagonal_is_the_diagonal_of_its_state_jacobian(cell):
+  # Quasi-Newton reads it in place of one JVP a unit: a wrong one would only converge slower.
+  module = cell(features=5)
+  x_proj = jax.random.normal(jax.random.key(0), (2, module.num_gates * 5))
+  carry = jax.tree.map(lambda l: jax.random.normal(jax.random.key(1), l.shape),
+                       module.initialize_carry(jax.random.key(2), (2, 3)))
+  params = module.init(jax.random.key(3), carry, x_proj, method=cell.step_projected)
+  params = jax.tree.map(lambda w: w + jax.random.normal(jax.random.key(4), w.shape), params)
+  flat = lambda c: jnp.concatenate(jax.tree.leaves(c), -1)
+  step = lambda c: flat(module.apply(params, c, x_proj, method=cell.step_projected)[0])
+  jacobian = jax.jacfwd(step)(carry)  # d new[b, i] / d carry leaf [b, j]
+  full = jnp.concatenate([jnp.einsum('bibj->bij', j) for j in jax.tree.leaves(jacobian)], -1)
+  expected = jnp.diagonal(full, axis1=1, axis2=2)
+  given = flat(module.apply(params, carry, x_proj, method=cell.state_jacobian_diagonal))
+  np.testing.assert_allclose(given, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_diagonal_gru_converges_in_fewer_iterations_than_steps():
   # Its state Jacobian is diagonal: the Newton step is exact, convergence quadratic.
   x = _x(time=64)
