@@ -8,6 +8,8 @@ call compiles and is not timed). Prints milliseconds, the ratio to the sequentia
 baseline of the same cell (fused for gru/lstm, scan for the others: above 1, parallel is
 faster), the Newton iterations of the parallel loop (0: one exact scan) and XLA's
 temporary memory of the compiled step. `--json=PATH` writes the rows.
+`--sequential_adjoint` adds, for the Newton cells, the parallel forward with the adjoint
+run backwards one step after another (`lax.scan`) in place of the associative scan.
 """
 
 import json
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 import seqrnn
+from seqrnn import parallel
 
 _TIMES = flags.DEFINE_list('times', ['1000', '4000'], 'sequence lengths')
 _HIDDEN = flags.DEFINE_list('hidden', ['64'], 'hidden sizes')
@@ -28,9 +31,18 @@ _CELLS = flags.DEFINE_list('cells', ['gru', 'lstm', 'min_gru', 'diag_gru'], 'cel
 _REPS = flags.DEFINE_integer('reps', 5, 'timed calls of each step')
 _JSON = flags.DEFINE_string('json', '', 'write the rows here (after each length, so a timeout '
                             'keeps what was measured)')
-_DENSE_UP_TO = flags.DEFINE_integer('dense_newton_up_to', 4000, 'longest T at which gru and lstm '
-                                    'run the parallel (Newton) loop: each iteration takes a '
-                                    'Jacobian-vector product per state unit')
+_DENSE_UP_TO = flags.DEFINE_integer('dense_newton_up_to', 65536, 'longest T at which gru and '
+                                    'lstm run the parallel (Newton) loop')
+_SEQUENTIAL_ADJOINT = flags.DEFINE_bool('sequential_adjoint', False, 'also time the Newton '
+                                        "cells' parallel forward with a sequential adjoint")
+
+
+def _sequential_adjoint(step, diagonal, how, iterations, tol, residuals, cotangents):
+  """seqrnn.parallel's backward as lax.scan of each step's VJP, from the end."""
+  v, s0, xs, real, resets, states = residuals
+  prevs = jnp.concatenate([s0[None], states[:-1]])
+  return (*parallel._sequential_gradients(step, v, s0, xs, real, resets, prevs, cotangents[0]),
+          None, None)
 
 
 def _step(module, params, x, lengths):
@@ -62,6 +74,8 @@ def main(argv):
           cases[(cell, impl)] = seqrnn.RNNStack(cell=cell, hidden_size=hidden,
                                                 num_layers=_LAYERS.value, impl=impl,
                                                 return_carry=False)
+        if _SEQUENTIAL_ADJOINT.value and (cell, 'parallel') in cases and cell != 'min_gru':
+          cases[(cell, 'par/seqadj')] = cases[(cell, 'parallel')]
       if 'gru' in _CELLS.value:
         cases[('gru', 'flax')] = nn.RNN(nn.GRUCell(hidden))
       compiled, times = {}, {k: [] for k in cases}
@@ -69,11 +83,13 @@ def main(argv):
         params = (module.init(jax.random.key(1), x[:, :4]) if key[1] == 'flax' else
                   module.init(jax.random.key(1), x[:, :4], jnp.full((16,), 4)))
         args = (x, None) if key[1] == 'flax' else (x, lengths)
-        step = _step(module, params, *args)
-        lowered = step.lower(params)
-        memory = lowered.compile().memory_analysis()
+        if key[1] == 'par/seqadj':
+          parallel._solve.defvjp(parallel._solve_fwd, _sequential_adjoint)
+        step = _step(module, params, *args).lower(params).compile()  # traced now, kept as is
+        parallel._solve.defvjp(parallel._solve_fwd, parallel._solve_bwd)
+        memory = step.memory_analysis()
         compiled[key] = (step, params, getattr(memory, 'temp_size_in_bytes', 0),
-                         _iterations(module, params, *args) if key[1] == 'parallel' else 0)
+                         _iterations(module, params, *args) if 'par' in key[1] else 0)
         jax.block_until_ready(step(params))
       for _ in range(_REPS.value):  # interleaved: the machine's noise falls on every case
         for key, (step, params, _, _) in compiled.items():
