@@ -70,8 +70,9 @@ def _schema():
                                    "of [S, S] matrices), 'diagonal' (quasi-Newton), 'auto' (full "
                                    "for states of at most 32 units)",
                                    choices=('auto', 'diagonal', 'full')),
-      'model.parallel_tol': F(1e-5, "impl='parallel': converged once no state changes more "
-                              "than this in an iteration", bounds='positive'),
+      'model.parallel_tol': F(1e-5, "impl='parallel': converged once every step's state is "
+                              "within this of the cell applied to the step before",
+                              bounds='positive'),
       'model.hidden_size': F(128, 'units per layer', bounds='positive', fixed=True),
       'model.num_layers': F(1, 'stacked recurrent layers', bounds='positive', fixed=True),
       'model.dropout_rate': F(0.0, "dropout on each layer's output during training, a mask per "

@@ -175,7 +175,7 @@ class Recurrent(nn.Module):
   zoneout: Zoneout = Zoneout()
   remat_chunk: Any = 0  # fused loop: 0, steps per rematerialised chunk, or 'auto'
   parallel_iterations: int = 0  # impl='parallel', Newton: the cap (0: the number of steps)
-  parallel_tol: float = 1e-5    # impl='parallel', Newton: converged below this max change
+  parallel_tol: float = 1e-5    # impl='parallel', Newton: converged below this max residual
   parallel_jacobian: str = 'auto'  # impl='parallel', Newton: 'auto', 'diagonal' or 'full'
   time_major: Optional[bool] = None
   return_carry: Optional[bool] = None

@@ -10,10 +10,15 @@ after another.
   recurrence s_t = J_t s_{t-1} + (f_t - J_t s'_{t-1}) with the same associative scan:
   of [S, S] matrices with the full Jacobian (Newton, for states of at most 32 units), of
   its diagonal otherwise (quasi-DEER, Gonzalez et al. 2024; exact Newton for `diag_gru`,
-  whose Jacobian is diagonal); `parallel_jacobian` chooses. The
-  first k steps are exact after k iterations, so at most `time` iterations converge; a
-  trajectory that has not converged (max change above `tol`) within `iterations` is
-  finished by the sequential loop, never returned unconverged. The gradient is taken at
+  whose Jacobian is diagonal; the GRU's and LSTM's diagonal comes from the cell,
+  `FusedCell.state_jacobian_diagonal`); `parallel_jacobian` chooses. The first k steps are
+  exact after k iterations, so at most `time` iterations converge; a trajectory that has
+  not converged (some |s_t - f(s_{t-1}, x_t)| above `tol`, or an iterate not finite: where
+  the Jacobian exceeds 1 the scan's products overflow) within `iterations` is finished by
+  the sequential loop, never returned unconverged. (ELK's damping, Gonzalez et al. 2024,
+  was tried and left out: on h' = tanh(1.5 h + x), whose undamped iterates overflow, its
+  Levenberg-Marquardt steps stalled at a trajectory off by 1.05 with residual 0.0125, a
+  local minimum of the residual, while the sequential finish is exact.) The gradient is taken at
   the converged trajectory by the implicit function theorem: the adjoint
   mu_t = g_t + J_{t+1}^T mu_{t+1} is a linear recurrence, solved backwards by the same
   associative scan (exactly: of J's diagonal for a diagonal Jacobian, of the [S, S]
@@ -194,24 +199,38 @@ def _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
   diagonals = diagonal and (lambda p: _each(functools.partial(_masked_diagonal, diagonal), v, p,
                                             xs, real, resets, s0))
 
+  shift = lambda s: jnp.concatenate([s0[None], s[:-1]])  # s_{t-1} of every step
+
+  def evaluated(s):
+    """(f_t = F(s_{t-1}) of every step, the largest residual |s_t - f_t|: inf where not finite)."""
+    f = per_step(shift(s), xs, real, resets, s0)
+    return f, _largest(s - f)
+
   def iterate(state):
-    k, s, _ = state
-    prev = jnp.concatenate([s0[None], s[:-1]])
-    f = per_step(prev, xs, real, resets, s0)
+    k, s, f, _ = state
+    prev = shift(s)
     j = _jacobian(lambda p: per_step(p, xs, real, resets, s0), prev, how,
                   diagonals).astype(s.dtype)
     if how == 'full':
       new = matrix_scan(j, f - jnp.einsum('...ij,...j->...i', j, prev), s0)
     else:
       new = linear_scan(j, f - j * prev, s0)
-    return k + 1, new, jnp.max(jnp.abs(new - s))
+    return k + 1, new, *evaluated(new)
 
+  # Converged when the trajectory solves its equations; a non-finite iterate (the linear
+  # recurrence's products overflow where the Jacobian exceeds 1) ends the loop unconverged.
   guess = per_step(jnp.broadcast_to(s0, xs.shape[:1] + s0.shape), xs, real, resets, s0)
-  k, s, change = jax.lax.while_loop(lambda st: (st[0] < iterations) & (st[2] > tol), iterate,
-                                    (jnp.int32(0), guess, jnp.array(jnp.inf, s0.dtype)))
-  converged = change <= tol
+  k, s, _, residual = jax.lax.while_loop(
+      lambda st: (st[0] < iterations) & (st[3] > tol) & jnp.isfinite(st[3]), iterate,
+      (jnp.int32(0), guess, *evaluated(guess)))
+  converged = residual <= tol
   s = jax.lax.cond(converged, lambda: s, lambda: _sequential(step, v, s0, xs, real, resets))
   return s, jnp.where(converged, k, iterations + 1)
+
+
+def _largest(d):
+  """max |d|, inf if any element is not finite (XLA's max may pass a NaN over)."""
+  return jnp.max(jnp.where(jnp.isfinite(d), jnp.abs(d), jnp.inf))
 
 
 def _solve_fwd(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
@@ -245,11 +264,12 @@ def _solve_bwd(step, diagonal, how, iterations, tol, residuals, cotangents):
   def iterate(state):  # the rest of J^T from the last iterate: exact after T iterations
     k, mu, _ = state
     new = diagonal_solve(shifted(transposed(mu) - j * mu))
-    return k + 1, new, jnp.max(jnp.abs(new - mu)) / (jnp.max(jnp.abs(new)) + 1e-30)
+    return k + 1, new, _largest(new - mu) / (jnp.max(jnp.abs(new)) + 1e-30)
 
   mu0 = diagonal_solve(0.0)
-  _, mu, change = jax.lax.while_loop(lambda st: (st[0] < iterations) & (st[2] > tol), iterate,
-                                     (jnp.int32(0), mu0, jnp.array(jnp.inf, mu0.dtype)))
+  _, mu, change = jax.lax.while_loop(
+      lambda st: (st[0] < iterations) & (st[2] > tol) & jnp.isfinite(st[2]), iterate,
+      (jnp.int32(0), mu0, jnp.array(jnp.finfo(mu0.dtype).max, mu0.dtype)))
   return (*jax.lax.cond(change <= tol, lambda: _gradients(each, v, prevs, xs, s0, mu),
                         lambda: _sequential_gradients(step, v, s0, xs, real, resets, prevs, g)),
           None, None)

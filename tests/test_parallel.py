@@ -191,3 +191,21 @@ def test_a_run_logs_each_layers_newton_iterations_and_trains_as_the_scan_loop(tm
   assert [r['newton_iterations/encoder/stack/layer_0'] for r in train] == [2.0, 2.0]
   np.testing.assert_allclose(results['parallel']['test']['loss'], results['scan']['test']['loss'],
                              rtol=1e-4)
+
+
+def test_an_overflowing_trajectory_is_finished_sequentially_not_returned():
+  # h' = tanh(1.5 h + x): near h = 0 the Jacobian is 1.5, so the first linear recurrence's
+  # products overflow over 1,000 steps. Those iterates must not pass for converged.
+  x = _x(time=1000) * 0.1
+  lengths = jnp.full((4,), 1000)
+  stack = seqrnn.RNNStack(cell='flax_simple', hidden_size=4, impl='scan', return_carry=False)
+  params = stack.init(jax.random.key(1), x, lengths)
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, w: 1.5 * jnp.eye(4) if "'h'" in jax.tree_util.keystr(path) else w, params)
+  sequential = stack.apply(params, x, lengths)
+  parallel = seqrnn.RNNStack(cell='flax_simple', hidden_size=4, impl='parallel',
+                             return_carry=False, parallel_jacobian='diagonal',
+                             parallel_iterations=50)
+  outputs, state = parallel.apply(params, x, lengths, mutable=['intermediates'])
+  assert int(jax.tree.leaves(state)[0]) == 51  # past the cap: finished sequentially
+  np.testing.assert_allclose(outputs, sequential, rtol=1e-5, atol=1e-6)
