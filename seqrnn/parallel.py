@@ -150,6 +150,13 @@ def _each(fn, v, prevs, xs, real, resets, s0):
   return jax.vmap(functools.partial(fn, v), (0, 0, 0, 0, None))(prevs, xs, real, resets, s0)
 
 
+def _diagonals(diagonal, v, xs, real, resets, s0):
+  """prevs -> the masked Jacobian diagonal at every step, of a cell that gives it; None
+  for one that does not."""
+  return diagonal and (lambda prevs: _each(functools.partial(_masked_diagonal, diagonal), v,
+                                           prevs, xs, real, resets, s0))
+
+
 def _sequential(step, v, s0, xs, real, resets):
   def body(s, inputs):
     new = _masked_step(step, v, s, *inputs, s0)
@@ -196,8 +203,7 @@ def _jacobian(f, prev, how, diagonal=None):
 def _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
   """(states [time, batch, S], iterations taken) by (quasi-)Newton on the trajectory."""
   per_step = jax.vmap(functools.partial(_masked_step, step, v), (0, 0, 0, 0, None))
-  diagonals = diagonal and (lambda p: _each(functools.partial(_masked_diagonal, diagonal), v, p,
-                                            xs, real, resets, s0))
+  diagonals = _diagonals(diagonal, v, xs, real, resets, s0)
 
   shift = lambda s: jnp.concatenate([s0[None], s[:-1]])  # s_{t-1} of every step
 
@@ -250,8 +256,8 @@ def _solve_bwd(step, diagonal, how, iterations, tol, residuals, cotangents):
   shifted = lambda a: jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])  # a_{t+1}, 0 at the end
   backwards = lambda a: jnp.flip(a, 0)
   # mu_t = g_t + J_{t+1}^T mu_{t+1}: run from the end, it is h_k = A_k h_{k-1} + b_k.
-  j = _jacobian(lambda p: each(v, p, xs, s0), prevs, how, diagonal and (
-      lambda p: _each(functools.partial(_masked_diagonal, diagonal), v, p, xs, real, resets, s0)))
+  j = _jacobian(lambda p: each(v, p, xs, s0), prevs, how,
+                _diagonals(diagonal, v, xs, real, resets, s0))
   if how == 'full':
     a = backwards(shifted(jnp.swapaxes(j, -1, -2)))
     return (*_gradients(each, v, prevs, xs, s0,
