@@ -182,12 +182,13 @@ class FusedCell(ProjectedCell):
     recurrent_grads(saved, d_x_proj [time, batch, G*H]) -> (d_w_h, d_b_h), over all steps
   `has_fused_loop` refuses a subclass that lacks one of them, naming it; one with
   none of the backward three runs in the scan loop (its gradient by autodiff).
-  `experiments/custom_cell.py` (the README's) is a whole example.
+  `experiments/custom_cell.py` (the README's) is a whole example. A subclass whose gate
+  g of unit i reads only column g*H + i of h @ W_h, elementwise, may set
+  `elementwise_gates = True`: `impl='parallel'` then takes its quasi-Newton Jacobian
+  diagonal from `state_jacobian_diagonal` (one JVP per carry array, not one per unit).
   """
   num_gates: ClassVar[int]
   output = step = step_backward = grad_residuals = recurrent_grads = None  # a subclass's
-  # Each gate of unit i reads the recurrent matmul's column i of that gate alone (no
-  # normalisation across units): state_jacobian_diagonal holds.
   elementwise_gates: ClassVar[bool] = False
 
   def setup(self):
