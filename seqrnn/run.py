@@ -118,7 +118,6 @@ def train_runs(configs, workdirs, *, restart_from_scratch=False, on_eval=None):
     for config, workdir in zip(configs, workdirs):
       if hosts.is_main():
         locks.enter_context(workdir_lib.locked(workdir))
-      _check_resume(workdir, config)
       for sub in ('checkpoints', 'best'):
         workdir_lib.check_writable(workdir / sub, 'the checkpoint directory')
     outcomes = _train(configs, workdirs, restart_from_scratch, on_eval)
@@ -210,7 +209,9 @@ def _jit_predict_and_eval(state, batch):
 
 def _train(configs, workdirs, restart_from_scratch, on_eval):
   setup = prepare.setup(configs)
-  configs = setup.configs  # train.num_epochs now in steps
+  configs = setup.configs  # config.adapt's rule applied, train.num_epochs now in steps
+  for config, workdir in zip(configs, workdirs):
+    _check_resume(workdir, config)  # as adapted: what config.json holds
   _say_data(configs[0], setup.dataset, setup.buckets, setup.steps_per_epoch)
   if setup.adapted:
     say(f'config.adapt={configs[0].adapt} for this training split: ' + ', '.join(
