@@ -60,8 +60,9 @@ def get_config(arg=None):
 
 
 def by_size(config, stats):
-  """`config` with SMALL_TREEBANK's regularisation under SMALL training sentences, in each
-  field that still holds this file's value (one set on the command line is kept)."""
+  """`config` with SMALL_TREEBANK's values under SMALL training sentences, in each field
+  that still holds this file's value (one set to another value on the command line is
+  kept; to keep this file's own value, turn the rule off: --config.adapt=)."""
   if stats['sequences'] < SMALL:
     ours, now = to_flat_dict(get_config()), to_flat_dict(config)
     for field, value in SMALL_TREEBANK.items():
