@@ -152,9 +152,10 @@ class Recurrent(nn.Module):
   that have one), 'scan' (`flax.linen.scan`, any cell), 'auto' (fused where
   the cell allows it), 'parallel' (the whole trajectory at once, `seqrnn.parallel`:
   exact for cells linear in their state, Newton iterations for the others, capped by
-  `parallel_iterations`, their count sown as 'intermediates'/'parallel_iterations').
-  All take the same parameters and give the same results. `reverse` reads each sequence backwards from its own last real
-  step (outputs are put back in forward order). `learned_initial_carry`
+  `parallel_iterations`, their count sown as 'intermediates'/'parallel_iterations'),
+  'cudnn' (the LSTM by cuDNN, `seqrnn.cudnn`, GPUs only). All take the same parameters
+  and give the same results. `reverse` reads each sequence backwards from its own last
+  real step (outputs are put back in forward order). `learned_initial_carry`
   makes the zero carry a parameter.
 
   `recurrent_dropout` and `zoneout` (see the module docstring) need the scan

@@ -202,21 +202,21 @@ def _jacobian(f, prev, how, diagonal=None):
 
 def _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
   """(states [time, batch, S], iterations taken) by (quasi-)Newton on the trajectory."""
-  per_step = jax.vmap(functools.partial(_masked_step, step, v), (0, 0, 0, 0, None))
+  per_step = lambda prevs: _each(functools.partial(_masked_step, step), v, prevs, xs, real,
+                                 resets, s0)
   diagonals = _diagonals(diagonal, v, xs, real, resets, s0)
 
   shift = lambda s: jnp.concatenate([s0[None], s[:-1]])  # s_{t-1} of every step
 
   def evaluated(s):
     """(f_t = F(s_{t-1}) of every step, the largest residual |s_t - f_t|: inf where not finite)."""
-    f = per_step(shift(s), xs, real, resets, s0)
+    f = per_step(shift(s))
     return f, _largest(s - f)
 
   def iterate(state):
     k, s, f, _ = state
     prev = shift(s)
-    j = _jacobian(lambda p: per_step(p, xs, real, resets, s0), prev, how,
-                  diagonals).astype(s.dtype)
+    j = _jacobian(per_step, prev, how, diagonals).astype(s.dtype)
     if how == 'full':
       new = matrix_scan(j, f - jnp.einsum('...ij,...j->...i', j, prev), s0)
     else:
@@ -225,7 +225,7 @@ def _newton(step, diagonal, how, iterations, tol, v, s0, xs, real, resets):
 
   # Converged when the trajectory solves its equations; a non-finite iterate (the linear
   # recurrence's products overflow where the Jacobian exceeds 1) ends the loop unconverged.
-  guess = per_step(jnp.broadcast_to(s0, xs.shape[:1] + s0.shape), xs, real, resets, s0)
+  guess = per_step(jnp.broadcast_to(s0, xs.shape[:1] + s0.shape))
   k, s, _, residual = jax.lax.while_loop(
       lambda st: (st[0] < iterations) & (st[3] > tol) & jnp.isfinite(st[3]), iterate,
       (jnp.int32(0), guess, *evaluated(guess)))
@@ -252,7 +252,6 @@ def _solve_bwd(step, diagonal, how, iterations, tol, residuals, cotangents):
   prevs = jnp.concatenate([s0[None], states[:-1]])
   each = lambda v, p, xs, s0: _each(functools.partial(_masked_step, step), v, p, xs, real,
                                     resets, s0)
-  transposed = lambda mu: jax.vjp(lambda p: each(v, p, xs, s0), prevs)[1](mu)[0]  # J_t^T mu_t
   shifted = lambda a: jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])  # a_{t+1}, 0 at the end
   backwards = lambda a: jnp.flip(a, 0)
   # mu_t = g_t + J_{t+1}^T mu_{t+1}: run from the end, it is h_k = A_k h_{k-1} + b_k.
@@ -267,9 +266,11 @@ def _solve_bwd(step, diagonal, how, iterations, tol, residuals, cotangents):
   if how == 'exact diagonal':
     return (*_gradients(each, v, prevs, xs, s0, diagonal_solve(0.0)), None, None)
 
+  _, transposed = jax.vjp(lambda p: each(v, p, xs, s0), prevs)  # mu -> (J_t^T mu_t,)
+
   def iterate(state):  # the rest of J^T from the last iterate: exact after T iterations
     k, mu, _ = state
-    new = diagonal_solve(shifted(transposed(mu) - j * mu))
+    new = diagonal_solve(shifted(transposed(mu)[0] - j * mu))
     return k + 1, new, _largest(new - mu) / (jnp.max(jnp.abs(new)) + 1e-30)
 
   mu0 = diagonal_solve(0.0)

@@ -83,8 +83,8 @@ def setup(configs):
   stats = {'sequences': len(train['lengths']), 'steps': int(np.sum(train['lengths'])),
            'classes': dataset.num_classes}
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
-  per_epoch = batching.steps_per_epoch(dataset.splits['train'], configs[0].data.batch_size,
-                                       buckets, configs[0].data.pack)
+  per_epoch = batching.steps_per_epoch(train, configs[0].data.batch_size, buckets,
+                                       configs[0].data.pack)
   configs = [config_lib.in_steps(c, per_epoch) for c in configs]
   base = configs[0]
   models = [build_model(c.task, c.model, num_classes=dataset.num_classes,

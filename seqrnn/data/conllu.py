@@ -130,7 +130,7 @@ def make_dataset(train, eval_, test, data_config, sources=None):
       logging.warning('the %s split%s holds %s tag(s) the training split never has: %s; they '
                       'count as errors', name, where.get(name, ''),
                       data_config.treebank.tag_column, dict(sorted(untrained.items())))
-  tags = sorted(trained | {t for _, s in named for _, ts in s for t in ts})
+  tags = sorted({t for _, s in named for _, ts in s for t in ts})
   tag_ids = {t: i for i, t in enumerate(tags)}
   char_vocab = build_char_vocab(train)
   # One width for all splits (one compiled shape): the longest word, up to the cap.
