@@ -1,10 +1,13 @@
-"""Evaluates a saved state of a run, with the config the run uses.
+"""Evaluates a saved state of a run, with the config the run uses, or an ensemble of runs.
 
   python -m experiments.evaluate --workdir=/tmp/digits --checkpoint=best --split=test
+  python -m experiments.evaluate --workdir=/tmp/s0,/tmp/s1,/tmp/s2 --checkpoint=latest
 
 `--checkpoint`: `best` (the state of the best eval step, kept in WORKDIR/best),
 `latest`, or a step number of WORKDIR/checkpoints. `--beam_width=K` (CTC runs) adds the
-metrics of prefix beam search with K beams. Nothing is written.
+metrics of prefix beam search with K beams. Several workdirs (runs on the same data with the
+softmax head, e.g. one config's seeds) are evaluated as an ensemble: their class probabilities
+averaged (`seqrnn.ensemble`). Nothing is written.
 """
 
 import sys
@@ -12,9 +15,10 @@ import sys
 from absl import app, flags, logging
 
 import seqrnn
+from seqrnn.ensemble import evaluate_ensemble
 from seqrnn.run import evaluate_checkpoint
 
-flags.DEFINE_string('workdir', None, 'The run\'s workdir.')
+flags.DEFINE_list('workdir', None, 'The run\'s workdir, or several: an ensemble of them.')
 flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 flags.DEFINE_enum('split', 'test', ['train', 'eval', 'test'], 'The split to evaluate.')
 flags.DEFINE_integer('beam_width', 0, 'CTC runs: also decode by prefix beam search with this '
@@ -30,9 +34,14 @@ def main(argv):
     raise app.UsageError(f"--checkpoint={FLAGS.checkpoint!r}: 'best', 'latest' or a step")
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  if len(FLAGS.workdir) > 1 and FLAGS.beam_width:
+    raise app.UsageError('--beam_width decodes one CTC run, not an ensemble')
   try:
-    step, metrics = evaluate_checkpoint(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split,
-                                        FLAGS.beam_width)
+    if len(FLAGS.workdir) > 1:
+      step, metrics = evaluate_ensemble(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split)
+    else:
+      step, metrics = evaluate_checkpoint(FLAGS.workdir[0], FLAGS.checkpoint, FLAGS.split,
+                                          FLAGS.beam_width)
   except (ValueError, TypeError, OSError, RuntimeError) as e:
     sys.exit(f'error: {e}')
   if seqrnn.hosts.is_main():

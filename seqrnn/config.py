@@ -51,8 +51,8 @@ def _schema():
                 vectorised=True),
       'adapt': F('', "'' or 'module:function', a rule choosing fields from the training "
                  "split's size once it is loaded: function(config, stats) -> config, stats "
-                 "{'sequences', 'steps', 'classes'}; what it sets is said and written to "
-                 "config.json (e.g. experiments.configs.ud_pos:by_size)"),
+                 "{'sequences', 'steps', 'longest', 'classes', 'smallest_class'}; what it sets "
+                 "is said and written to config.json (e.g. experiments.configs.uea:by_data)"),
 
       'model.cell': F('gru', "'gru', 'lstm', layer-normalised 'ln_gru', 'ln_lstm', a Flax cell "
                       "('flax_lstm', 'flax_gru', 'flax_optimized_lstm', 'flax_mgu', "
@@ -133,6 +133,9 @@ def _schema():
       'data.pack': F(False, 'labelling: a training row as long as its bucket also takes shorter '
                      'sequences end to end into what would be padding (each read as if alone); '
                      'batch_size counts rows'),
+      'data.balance_classes': F(False, 'classification: each training epoch draws every class as '
+                                'often as the largest (smaller ones repeated), so tiny classes '
+                                'are seen as often as the rest', fixed=True),
       'data.treebank.lowercase': F(False, 'lower-case words before building the vocabulary',
                                    fixed=True),
       'data.treebank.min_count': F(1, 'words seen fewer times in training are out of '
@@ -416,6 +419,9 @@ def validate_config(config):
   if fields['model.head'] != 'softmax' and fields['task'] != 'labelling':
     raise ValueError(f"config.model.head={fields['model.head']!r} labels every step, for "
                      f"task='labelling'; config.task={fields['task']!r} does not")
+  if fields['data.balance_classes'] and fields['task'] != 'classification':
+    raise ValueError(f"config.data.balance_classes=True draws by each sequence's one label: it "
+                     f"needs task='classification', not {fields['task']!r}")
   if fields['data.pack'] and fields['task'] != 'labelling':
     raise ValueError(f"config.data.pack=True packs several sequences into a row, for the "
                      f"labelling task; config.task={fields['task']!r} has one label per row")

@@ -81,17 +81,21 @@ def setup(configs):
   dataset, buckets = prepare_data(configs[0])
   train = dataset.splits['train']
   stats = {'sequences': len(train['lengths']), 'steps': int(np.sum(train['lengths'])),
-           'classes': dataset.num_classes}
+           'longest': int(np.max(train['lengths'])), 'classes': dataset.num_classes,
+           # the fewest training sequences of a class (classification); 0 when labels are per step
+           'smallest_class': (int(np.bincount(train['labels'], minlength=dataset.num_classes).min())
+                              if train['labels'].ndim == 1 else 0)}
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
   per_epoch = batching.steps_per_epoch(train, configs[0].data.batch_size, buckets,
-                                       configs[0].data.pack)
+                                       configs[0].data.pack, configs[0].data.balance_classes)
   configs = [config_lib.in_steps(c, per_epoch) for c in configs]
   base = configs[0]
   models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
                         vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
             for c in configs]
   example = batching.train_batch(dataset.splits['train'], 0, batch_size=base.data.batch_size,
-                                 buckets=buckets, seed=base.seed, pack=base.data.pack)
+                                 buckets=buckets, seed=base.seed, pack=base.data.pack,
+                                 balance=base.data.balance_classes)
   spans = bio_tags(dataset.class_names) if base.data.tag_scheme == 'bio' else None
   # Every device of every process holds the whole state; batches are split by rows.
   mesh = Mesh(jax.devices(), ('data',))

@@ -159,14 +159,10 @@ def _evaluate(state, split, config, buckets, put, stop=None, on_stop=None):
 _jit_eval = jax.jit(eval_step)
 
 
-def evaluate_checkpoint(workdir, checkpoint='best', split='test', beam_width=0):
-  """Metrics of a saved state of the run in `workdir`, with the config it runs.
-
-  `checkpoint`: 'best' (the best eval step's state, WORKDIR/best), 'latest', or a
-  step number of WORKDIR/checkpoints. `beam_width` > 0 (task 'ctc', one process) adds
-  the metrics of prefix beam search decoding (`beam_...`). Writes nothing. Returns
-  (step, metrics).
-  """
+def restore_run(workdir, checkpoint='best'):
+  """(config, setup, state) of a saved state of the run in `workdir`: its config as
+  config.json holds it, its data prepared again, and the state of `checkpoint` ('best',
+  'latest' or a step number), on every device."""
   workdir = pathlib.Path(workdir)
   flat = workdir_lib.saved_config(workdir)
   if flat is None:
@@ -182,6 +178,18 @@ def evaluate_checkpoint(workdir, checkpoint='best', split='test', beam_width=0):
     checkpoints.close()
   if not loop:
     raise NoUsableCheckpoint(f'{workdir / sub} holds no checkpoint yet')
+  return config, setup, state
+
+
+def evaluate_checkpoint(workdir, checkpoint='best', split='test', beam_width=0):
+  """Metrics of a saved state of the run in `workdir`, with the config it runs.
+
+  `checkpoint`: 'best' (the best eval step's state, WORKDIR/best), 'latest', or a
+  step number of WORKDIR/checkpoints. `beam_width` > 0 (task 'ctc', one process) adds
+  the metrics of prefix beam search decoding (`beam_...`). Writes nothing. Returns
+  (step, metrics).
+  """
+  config, setup, state = restore_run(workdir, checkpoint)
   if split not in setup.dataset.splits:
     raise ValueError(f'split={split!r} is not one of {sorted(setup.dataset.splits)}')
   if beam_width and (config.task != 'ctc' or jax.process_count() > 1):
@@ -243,7 +251,8 @@ def _loop(runs, setup, start, on_eval=None):
     end = start
   dataset, buckets, mesh = setup.dataset, setup.buckets, setup.mesh
   batch_args = dict(batch_size=configs[0].data.batch_size, buckets=buckets,
-                    pack=configs[0].data.pack, process_index=jax.process_index(),
+                    pack=configs[0].data.pack, balance=configs[0].data.balance_classes,
+                    process_index=jax.process_index(),
                     process_count=jax.process_count())
   put_rows = put_sharded(mesh, P('data'))  # [batch, ...]: split by rows over every device
   if k_runs == 1:
@@ -401,7 +410,8 @@ def _say_data(config, dataset, buckets, per_epoch):
   train_split = dataset.splits['train']
   padding = batching.epoch_padding_fraction(train_split, batch_size=config.data.batch_size,
                                             buckets=buckets, seed=config.seed,
-                                            pack=config.data.pack)
+                                            pack=config.data.pack,
+                                            balance=config.data.balance_classes)
   eval_padding = batching.eval_padding_fraction(
       dataset.splits['eval'], batch_size=config.data.eval_batch_size, buckets=buckets)
   epochs = (f'train.num_epochs={config.train.num_epochs:g}: {config.train.num_steps} steps'

@@ -70,3 +70,38 @@ def test_a_rule_that_cannot_be_imported_is_refused_before_any_data_is_read():
   with pytest.raises(ValueError, match=r"config.adapt='experiments.configs.ud_pos:no_such_rule' "
                      r'cannot be imported'):
     config_lib.validate_config(config)
+
+
+def test_a_tiny_time_series_set_takes_batches_of_half_its_training_series():
+  from experiments.configs import uea
+  config = uea.get_config('Coffee')
+  assert config_lib.adapted(config, {'sequences': 36})[1] == {}  # 16 is under half of 36
+  tiny, changed = config_lib.adapted(config, {'sequences': 20})
+  assert changed == {'data.batch_size': (16, 10)}
+  config.data.batch_size = 4  # as --config.data.batch_size=4 would
+  assert config_lib.adapted(config, {'sequences': 20})[1] == {}
+
+
+SEEN = {}
+
+
+def record(config, stats):
+  """A rule that changes nothing and keeps the stats it was given."""
+  SEEN.update(stats)
+  return config
+
+
+def test_a_rule_sees_the_training_splits_size_length_and_classes(tmp_path):
+  from experiments.configs import japanese_vowels
+  (tmp_path / 'Few').mkdir()
+  for split, labels in (('TRAIN', 'aaabbbbbbb'), ('TEST', 'ab')):
+    lines = [f'{y}\t' + '\t'.join(['0.5'] * (4 + i)) + '\tNaN' * (8 - i)
+             for i, y in enumerate(labels)]  # NaN-padded: 4 to 13 values
+    (tmp_path / 'Few' / f'Few_{split}.tsv').write_text('\n'.join(lines) + '\n')
+  config = japanese_vowels.get_config('debug')
+  config.data.path, config.data.uea.series = str(tmp_path), 'Few'
+  config.data.uea.eval_fraction, config.data.batch_size = 0.0, 2
+  config.adapt, config.train.num_steps = 'test_adapt:record', 2
+  train_and_evaluate(config, tmp_path / 'run')
+  assert SEEN == {'sequences': 10, 'steps': sum(range(4, 14)), 'longest': 13, 'classes': 2,
+                  'smallest_class': 3}

@@ -7,6 +7,8 @@ batches the uninterrupted run would have seen.
 With `pack`, a training row holds several sequences end to end (`segments`
 numbers them, see `seqrnn.batch`): a row as long as its bucket takes shorter
 sequences into what would have been padding, and `batch_size` counts rows.
+With `balance` (classification), an epoch holds every class as often as the
+largest one, so a class of 3 series among classes of 30 is not seen a tenth as often.
 """
 
 import bisect
@@ -97,12 +99,38 @@ def _bucket_for(max_len, buckets):
   return next(b for b in buckets if b >= max_len)
 
 
+def _balanced(labels, rng):
+  """The sequences of a class-balanced epoch: each class's sequences in fresh random
+  orders one after another, cut at the largest class's count (with repeats where
+  a class is smaller), the classes concatenated."""
+  classes, counts = np.unique(labels, return_counts=True)
+  picks = []
+  for c in classes:
+    members = np.flatnonzero(labels == c)
+    rounds = -(-counts.max() // len(members))
+    picks.append(np.concatenate([rng.permutation(members) for _ in range(rounds)])[:counts.max()])
+  return np.concatenate(picks)
+
+
+def _epoch_size(lengths, labels):
+  """Sequences an epoch draws: all of them, or with class balance (`labels` given)
+  the largest class's count for every class."""
+  if labels is None:
+    return len(lengths)
+  counts = np.unique(labels, return_counts=True)[1]
+  return len(counts) * int(counts.max())
+
+
 @functools.lru_cache(maxsize=4)
-def _epoch_plan(lengths_bytes, batch_size, seed, epoch):
+def _epoch_plan(lengths_bytes, batch_size, seed, epoch, labels_bytes=None):
   lengths = np.frombuffer(lengths_bytes, np.int32)
   rng = np.random.default_rng([seed, epoch])
-  order = rng.permutation(len(lengths))
-  steps = len(lengths) // batch_size
+  if labels_bytes is None:
+    order = rng.permutation(len(lengths))
+  else:
+    members = _balanced(np.frombuffer(labels_bytes, np.int32), rng)
+    order = members[rng.permutation(len(members))]
+  steps = len(order) // batch_size
   order = order[:steps * batch_size]
   # The epoch sorted by length (ties in their random order) and cut into batches:
   # a batch holds sequences of nearly one length, so it pads little.
@@ -157,11 +185,23 @@ def _packed_plan(lengths_bytes, batch_size, buckets, seed, epoch):
   return [batches[s] for s in rng.permutation(steps)]
 
 
-def _plan(lengths, batch_size, buckets, seed, epoch, pack):
-  """Epoch `epoch`'s batches: each a list of rows, a row an array of sequence indices."""
+def _plan(lengths, batch_size, buckets, seed, epoch, pack, labels=None):
+  """Epoch `epoch`'s batches: each a list of rows, a row an array of sequence indices
+  (class-balanced when `labels` are given)."""
   if pack:
     return _packed_plan(lengths.tobytes(), batch_size, tuple(buckets), seed, epoch)
-  return _epoch_plan(lengths.tobytes(), batch_size, seed, epoch)[..., None]
+  labels = None if labels is None else np.ascontiguousarray(labels, np.int32).tobytes()
+  return _epoch_plan(lengths.tobytes(), batch_size, seed, epoch, labels)[..., None]
+
+
+def _balance_labels(split, balance, pack):
+  """The per-sequence labels a class-balanced epoch draws by, or None without `balance`."""
+  if not balance:
+    return None
+  if pack or split['labels'].ndim != 1:
+    raise ValueError('class-balanced batches (config.data.balance_classes) need one label a '
+                     'sequence (task=classification) and no packing')
+  return split['labels']
 
 
 def pack_rows(split, rows, num_steps):
@@ -191,30 +231,33 @@ def pack_rows(split, rows, num_steps):
   return out
 
 
-def steps_per_epoch(split, batch_size, buckets=None, pack=False):
-  """Training steps in an epoch of `split` (with `pack`, the same in every epoch)."""
+def steps_per_epoch(split, batch_size, buckets=None, pack=False, balance=False):
+  """Training steps in an epoch of `split` (with `pack`, the same in every epoch; with
+  `balance`, an epoch of every class as often as the largest)."""
   lengths = np.ascontiguousarray(split['lengths'], np.int32)
   if pack:
     return len(_row_layout(lengths.tobytes(), tuple(buckets))) // batch_size
-  return len(lengths) // batch_size
+  return _epoch_size(lengths, _balance_labels(split, balance, pack)) // batch_size
 
 
-def train_batch(split, step, *, batch_size, buckets, seed, pack=False, process_index=0,
-                process_count=1):
+def train_batch(split, step, *, batch_size, buckets, seed, pack=False, balance=False,
+                process_index=0, process_count=1):
   """The batch of training step `step`, this process's share of it.
 
   Epoch e is a permutation of the split drawn from (seed, e); the last partial
   batch of an epoch is dropped so every step has `batch_size` sequences (with
-  `pack`, rows). With several processes, each returns its contiguous
+  `pack`, rows; with `balance`, an epoch draws every class as often as the largest,
+  see `_balanced`). With several processes, each returns its contiguous
   `batch_size / process_count` rows.
   """
   lengths = np.ascontiguousarray(split['lengths'], np.int32)
-  n = steps_per_epoch(split, batch_size, buckets, pack)
+  n = steps_per_epoch(split, batch_size, buckets, pack, balance)
   if n == 0:
     raise ValueError(f'the training split has {len(lengths)} sequences, fewer than '
                      f'config.data.batch_size={batch_size}{" packed rows" if pack else ""}')
   epoch, i = divmod(step, n)
-  rows = _plan(lengths, batch_size, buckets, seed, epoch, pack)[i]
+  rows = _plan(lengths, batch_size, buckets, seed, epoch, pack,
+               _balance_labels(split, balance, pack))[i]
   num_steps = _bucket_for(max(int(lengths[row].sum()) for row in rows), buckets)
   rows = [rows[r] for r in np.array_split(np.arange(len(rows)), process_count)[process_index]]
   if pack:
@@ -256,12 +299,14 @@ def eval_padding_fraction(split, *, batch_size, buckets):
   return 1.0 - lengths.sum() / slots
 
 
-def epoch_padding_fraction(split, *, batch_size, buckets, seed, pack=False, epoch=0):
+def epoch_padding_fraction(split, *, batch_size, buckets, seed, pack=False, balance=False,
+                           epoch=0):
   """The fraction of padded (row, step) slots in training epoch `epoch`, from the
   lengths alone (no batch is built)."""
   lengths = np.ascontiguousarray(split['lengths'], np.int32)
   real = padded = 0
-  for rows in _plan(lengths, batch_size, buckets, seed, epoch, pack):
+  for rows in _plan(lengths, batch_size, buckets, seed, epoch, pack,
+                    _balance_labels(split, balance, pack)):
     row_lengths = [int(lengths[row].sum()) for row in rows]
     real += sum(row_lengths)
     padded += _bucket_for(max(row_lengths), buckets) * len(rows)
