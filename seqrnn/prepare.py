@@ -83,7 +83,8 @@ def setup(configs):
   stats = {'sequences': len(train['lengths']), 'steps': int(np.sum(train['lengths'])),
            'longest': int(np.max(train['lengths'])), 'classes': dataset.num_classes,
            # the fewest training sequences of a class (classification); 0 when labels are per step
-           'smallest_class': (int(np.bincount(train['labels'], minlength=dataset.num_classes).min())
+           'smallest_class': (int(np.bincount(train['labels'],
+                                              minlength=dataset.num_classes).min())
                               if train['labels'].ndim == 1 else 0)}
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
   per_epoch = batching.steps_per_epoch(train, configs[0].data.batch_size, buckets,

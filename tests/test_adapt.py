@@ -1,6 +1,7 @@
 """config.adapt: a config file's rule chooses fields from the training split's size once
-it is loaded (experiments/configs/ud_pos.py:by_size, small treebanks' regularisation);
-what it sets is said and recorded, and what a researcher set is kept."""
+it is loaded (experiments/configs/ud_pos.py:by_size, small treebanks' regularisation;
+uea.py:by_data, tiny time-series sets' batches); what it sets is said and recorded, and
+what a researcher set is kept."""
 
 import json
 
@@ -77,7 +78,7 @@ def test_a_tiny_time_series_set_takes_batches_of_half_its_training_series():
   config = uea.get_config('Coffee')
   assert config_lib.adapted(config, {'sequences': 36})[1] == {}  # 16 is under half of 36
   tiny, changed = config_lib.adapted(config, {'sequences': 20})
-  assert changed == {'data.batch_size': (16, 10)}
+  assert changed == {'data.batch_size': (16, 10)} and tiny.data.batch_size == 10
   config.data.batch_size = 4  # as --config.data.batch_size=4 would
   assert config_lib.adapted(config, {'sequences': 20})[1] == {}
 
