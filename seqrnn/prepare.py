@@ -94,7 +94,7 @@ def setup(configs):
   models = [build_model(c.task, c.model, num_classes=dataset.num_classes,
                         vocab_size=dataset.vocab_size, num_chars=dataset.num_chars)
             for c in configs]
-  example = batching.train_batch(dataset.splits['train'], 0, batch_size=base.data.batch_size,
+  example = batching.train_batch(train, 0, batch_size=base.data.batch_size,
                                  buckets=buckets, seed=base.seed, pack=base.data.pack,
                                  balance=base.data.balance_classes)
   spans = bio_tags(dataset.class_names) if base.data.tag_scheme == 'bio' else None

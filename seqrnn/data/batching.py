@@ -190,8 +190,8 @@ def _plan(lengths, batch_size, buckets, seed, epoch, pack, labels=None):
   (class-balanced when `labels` are given)."""
   if pack:
     return _packed_plan(lengths.tobytes(), batch_size, tuple(buckets), seed, epoch)
-  labels = None if labels is None else np.ascontiguousarray(labels, np.int32).tobytes()
-  return _epoch_plan(lengths.tobytes(), batch_size, seed, epoch, labels)[..., None]
+  labels_bytes = None if labels is None else np.ascontiguousarray(labels, np.int32).tobytes()
+  return _epoch_plan(lengths.tobytes(), batch_size, seed, epoch, labels_bytes)[..., None]
 
 
 def _balance_labels(split, balance, pack):
