@@ -188,6 +188,9 @@ def _schema():
                              'loss and label_error_rate: lower is better',
                              choices=('accuracy', 'sequence_accuracy', 'span_f1', 'loss',
                                       'label_error_rate')),
+      'train.label_smoothing': F(0.0, 'train on targets (1 - this) one-hot + this / classes '
+                                 '(classification, softmax labelling); eval loss stays the '
+                                 'plain cross-entropy', bounds='unit'),
       'train.refit': F(False, 'then train again from scratch on the whole training split (the '
                        'held-out eval series too) for as many epochs as the selected step had, '
                        'in WORKDIR/refit; needs data.uea.eval_fraction > 0'),
@@ -419,6 +422,11 @@ def validate_config(config):
   if fields['model.head'] != 'softmax' and fields['task'] != 'labelling':
     raise ValueError(f"config.model.head={fields['model.head']!r} labels every step, for "
                      f"task='labelling'; config.task={fields['task']!r} does not")
+  if fields['train.label_smoothing'] and (fields['task'] == 'ctc'
+                                          or fields['model.head'] != 'softmax'):
+    raise ValueError(f"config.train.label_smoothing={fields['train.label_smoothing']} smooths a "
+                     f"softmax's per-label target: task={fields['task']!r} with "
+                     f"model.head={fields['model.head']!r} has none (set it 0)")
   if fields['data.balance_classes'] and fields['task'] != 'classification':
     raise ValueError(f"config.data.balance_classes=True draws by each sequence's one label: it "
                      f"needs task='classification', not {fields['task']!r}")

@@ -1,7 +1,9 @@
 """Loss and metrics of each task.
 
 A task maps `(logits, batch)` to a dict of `(sum, count)` pairs; the loss is
-`metrics['loss'][0] / metrics['loss'][1]`. Sums, not means, so that metrics
+`metrics['loss'][0] / metrics['loss'][1]`, unless the metrics hold an `objective`
+(label smoothing), which training minimises in its place while `loss` stays the
+plain cross-entropy that evaluation reports and selects by. Sums, not means, so that metrics
 add up exactly over batches, devices and hosts (`summarize` divides at the
 end). `batch['weights']` ([batch], optional) zeroes padding examples.
 """
@@ -22,17 +24,29 @@ def _weights(batch):
   return jnp.ones(batch['lengths'].shape, jnp.float32) if w is None else w.astype(jnp.float32)
 
 
-def classification(logits_bc, batch):
-  """Softmax cross-entropy of one label per sequence; accuracy."""
+def _smoothed_xent(logits, labels, smoothing):
+  """Cross-entropy against targets (1 - smoothing) one-hot + smoothing / C (Szegedy et
+  al. 2016): (1 - smoothing) * -log p[label] + smoothing * mean over classes of -log p."""
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32))
+  nll = -jnp.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+  return (1 - smoothing) * nll - smoothing * log_p.mean(-1)
+
+
+def classification(logits_bc, batch, label_smoothing=0.0):
+  """Softmax cross-entropy of one label per sequence; accuracy. With
+  `label_smoothing`, also the `objective` training minimises (`_smoothed_xent`)."""
   w_b = _weights(batch)
   labels_b = batch['labels']
   xent_b = optax.softmax_cross_entropy_with_integer_labels(logits_bc.astype(jnp.float32), labels_b)
   correct_b = (jnp.argmax(logits_bc, -1) == labels_b)
   n = w_b.sum()
-  return {'loss': ((xent_b * w_b).sum(), n), 'accuracy': ((correct_b * w_b).sum(), n)}
+  metrics = {'loss': ((xent_b * w_b).sum(), n), 'accuracy': ((correct_b * w_b).sum(), n)}
+  if label_smoothing:
+    metrics['objective'] = ((_smoothed_xent(logits_bc, labels_b, label_smoothing) * w_b).sum(), n)
+  return metrics
 
 
-def labelling(logits_btc, batch, spans=None):
+def labelling(logits_btc, batch, spans=None, label_smoothing=0.0):
   """Per-step labels, by the model's head: logits [batch, time, C] (softmax) or
   `crf.CRFScores` (a linear-chain CRF). The loss is the softmax's cross-entropy, or
   the CRF's negative log-likelihood of each sequence, summed and divided by the real
@@ -41,7 +55,8 @@ def labelling(logits_btc, batch, spans=None):
   (every real step right; in packed rows, `segments`, each sequence counted on its
   own); with `batch['unknown']` ([batch, time] bool, e.g. words unseen in training),
   accuracy on those steps; with `spans` (`spans.bio_tags` of the tag names), the span F1
-  of BIO tags, as (2 * right spans, predicted + gold spans)."""
+  of BIO tags, as (2 * right spans, predicted + gold spans). With `label_smoothing`
+  (softmax head), also the `objective` training minimises (`_smoothed_xent`)."""
   w_b = _weights(batch)
   labels_bt = batch['labels']
   num_steps = labels_bt.shape[1]
@@ -50,6 +65,8 @@ def labelling(logits_btc, batch, spans=None):
   # Padded positions may hold any label; clip so the gather stays in range.
   labels_bt = jnp.clip(labels_bt, 0, num_classes(logits_btc) - 1)
   if isinstance(logits_btc, crf.CRFScores):
+    if label_smoothing:
+      raise ValueError("label smoothing is the softmax head's; a CRF scores whole sequences")
     segments = batch.get('segments')
     loss = (crf.nll(logits_btc, labels_bt, batch['lengths'], segments) * w_b).sum()
     predicted_bt = crf.viterbi(logits_btc, batch['lengths'], segments)
@@ -57,6 +74,8 @@ def labelling(logits_btc, batch, spans=None):
     xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32),
                                                               labels_bt)
     loss = (xent_bt * real_bt).sum()
+    if label_smoothing:
+      objective = (_smoothed_xent(logits_btc, labels_bt, label_smoothing) * real_bt).sum()
     predicted_bt = jnp.argmax(logits_btc, -1)
   correct_bt = predicted_bt == labels_bt
   # A row is one sequence unless it is packed (`segments` numbers its sequences).
@@ -66,6 +85,8 @@ def labelling(logits_btc, batch, spans=None):
   metrics = {'loss': (loss, steps),
              'accuracy': ((correct_bt * real_bt).sum(), steps),
              'sequence_accuracy': (seq_correct, seqs)}
+  if label_smoothing:
+    metrics['objective'] = (objective, steps)
   if spans is not None:
     first_bt = crf.boundaries(batch['lengths'], num_steps, batch.get('segments'))[1]
     right, predicted, gold = spans_lib.span_counts(predicted_bt, labels_bt, real_steps_bt,
@@ -114,16 +135,19 @@ def num_classes(logits):
 TASKS = {'classification': classification, 'labelling': labelling, 'ctc': ctc}
 
 
-def get_task(name, spans=None):
+def get_task(name, spans=None, label_smoothing=0.0):
   """The `(logits, batch) -> metrics` function of task `name`; `spans` (labelling: the
-  `spans.bio_tags` of BIO tag names) adds the span F1."""
+  `spans.bio_tags` of BIO tag names) adds the span F1; `label_smoothing` in (0, 1)
+  (classification, labelling) adds the smoothed `objective` that training minimises."""
   if name not in TASKS:
     raise ValueError(f'config.task={name!r} is not a task; expected one of {sorted(TASKS)}')
-  if spans is None:
-    return TASKS[name]
-  if name != 'labelling':
+  if spans is not None and name != 'labelling':
     raise ValueError(f"BIO spans are labelling's; config.task={name!r}")
-  return functools.partial(labelling, spans=spans)
+  if label_smoothing and name == 'ctc':
+    raise ValueError("label smoothing spreads a softmax's target over the classes; "
+                     "config.task='ctc' has no target a step")
+  options = {k: v for k, v in (('spans', spans), ('label_smoothing', label_smoothing)) if v}
+  return functools.partial(TASKS[name], **options) if options else TASKS[name]
 
 
 def summarize(metrics):

@@ -109,7 +109,7 @@ def train_step(state, batch, rng):
                                   rngs={'dropout': key}, mutable=['intermediates'])
     metrics = state.task(logits, batch)
     metrics.update(_newton_iterations(sown))
-    loss_sum, count = metrics['loss']
+    loss_sum, count = metrics.get('objective', metrics['loss'])
     return loss_sum / count, (metrics, batch_is_valid(batch, num_classes=tasks.num_classes(logits)))
 
   grads, (metrics, valid) = jax.grad(loss_fn, has_aux=True)(state.params)

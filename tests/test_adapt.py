@@ -40,7 +40,8 @@ def test_the_rule_keeps_what_a_researcher_set_and_leaves_large_treebanks_alone()
   small, changed = config_lib.adapted(config, {'sequences': 910, 'steps': 0, 'classes': 17})
   assert (small.model.dropout_rate, small.model.words.embed_dropout) == (0.1, 0.33)
   assert changed == {'model.words.embed_dropout': (0.2, 0.33),
-                     'model.words.char_encoder': ('cnn', 'lstm')}
+                     'model.words.char_encoder': ('cnn', 'lstm'),
+                     'train.label_smoothing': (0.0, 0.2)}
   large, changed = config_lib.adapted(ud_pos.get_config(),
                                       {'sequences': ud_pos.SMALL, 'steps': 0, 'classes': 17})
   assert changed == {} and large.model.dropout_rate == 0.3

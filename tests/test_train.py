@@ -10,7 +10,7 @@ from helpers import random_batch, tiny_model_config
 from seqrnn.config import default_config
 from seqrnn.models import build_model
 from seqrnn.tasks import get_task, summarize
-from seqrnn.train import create_train_state, eval_step, make_optimizer, train_step
+from seqrnn.train import TrainState, create_train_state, eval_step, make_optimizer, train_step
 
 
 _train_step = jax.jit(train_step)  # one compile for the tests that share shapes
@@ -134,3 +134,23 @@ def test_labels_out_of_range_at_padded_steps_do_not_invalidate_a_batch():
   batch['labels'][0, 2:] = 99
   _, metrics = _train_step(state, batch, jax.random.key(0))
   assert float(metrics['invalid_batch'][0]) == 0.0
+
+
+def test_training_with_label_smoothing_descends_the_smoothed_cross_entropy():
+  """A 'model' whose parameters are its logits [batch, C]: the mean smoothed
+  cross-entropy's gradient is (softmax - t) / batch, t = (1 - eps) one-hot + eps / C, so
+  one SGD step (momentum's first step is the gradient) moves the logits by -lr times it."""
+  batch = random_batch(0, batch=4, num_classes=3)
+  logits = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+  optim = default_config().optim
+  optim.name, optim.schedule, optim.learning_rate, optim.grad_clip_norm = 'sgd', 'constant', 0.5, 0.0
+  apply_fn = lambda variables, *args, **kwargs: (variables['params']['logits'], {})
+  for smoothing in (0.0, 0.3):
+    state = TrainState.create(apply_fn=apply_fn, params={'logits': jnp.asarray(logits)},
+                              tx=make_optimizer(optim, 10),
+                              task=get_task('classification', label_smoothing=smoothing))
+    new, _ = train_step(state, batch, jax.random.key(0))
+    target = np.full((4, 3), smoothing / 3) + (1 - smoothing) * np.eye(3)[batch['labels']]
+    softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(new.params['logits'], logits - 0.5 * (softmax - target) / 4,
+                               rtol=1e-5, atol=1e-6)

@@ -84,6 +84,7 @@ def test_labelling_labels_are_checked_at_real_steps_only():
     ('seed', -1, ValueError, r'config.seed=-1 must be in \[0, 2\*\*31\)'),
     ('seed', 2**40, ValueError, r'config.seed=1099511627776'),
     ('optim.warmup_steps', 5000, ValueError, r'warmup_steps=5000 is more than .*num_steps=1000'),
+    ('train.label_smoothing', 1.0, ValueError, r'label_smoothing=1.0 must be in \[0, 1\)'),
 ])
 def test_bad_config_value_is_refused_naming_the_field(field, value, error, message):
   fields = default_config().to_dict()
@@ -247,3 +248,13 @@ def test_field_names_before_the_config_groups_still_work_where_they_are_written_
   assert config.data.treebank.tag_column == 'xpos'
   assert upgrade_command_line(['main', '--config.model.embed_dropout=0', '--config.seed=1']) == [
       'main', '--config.model.words.embed_dropout=0', '--config.seed=1']
+
+
+@pytest.mark.parametrize('task, head', [('labelling', 'crf'), ('ctc', 'softmax')])
+def test_label_smoothing_is_refused_where_there_is_no_softmax_target_a_label(task, head):
+  config = default_config()
+  config.task, config.model.head, config.train.label_smoothing = task, head, 0.1
+  config.train.best_metric = 'loss'
+  with pytest.raises(ValueError, match=rf"label_smoothing=0.1 smooths a softmax's per-label "
+                                       rf"target: task='{task}' with model.head='{head}'"):
+    validate_config(config)
