@@ -103,7 +103,8 @@ def setup(configs):
   # The first model trains them all (a vectorised step gives each run its own rates).
   states = [jax.device_put(create_train_state(
       seed_keys(c.seed)[0], models[0], example, make_optimizer(c.optim, c.train.num_steps),
-      get_task(c.task, spans=spans, label_smoothing=c.train.label_smoothing)), NamedSharding(mesh, P())) for c in configs]
+      get_task(c.task, spans=spans, label_smoothing=c.train.label_smoothing)),
+      NamedSharding(mesh, P())) for c in configs]
   return Setup(configs, per_epoch, dataset, buckets, models, states, mesh, changes[0])
 
 

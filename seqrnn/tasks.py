@@ -146,7 +146,9 @@ def get_task(name, spans=None, label_smoothing=0.0):
   if label_smoothing and name == 'ctc':
     raise ValueError("label smoothing spreads a softmax's target over the classes; "
                      "config.task='ctc' has no target a step")
-  options = {k: v for k, v in (('spans', spans), ('label_smoothing', label_smoothing)) if v}
+  options = {'spans': spans} if spans is not None else {}
+  if label_smoothing:
+    options['label_smoothing'] = label_smoothing
   return functools.partial(TASKS[name], **options) if options else TASKS[name]
 
 

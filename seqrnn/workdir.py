@@ -108,12 +108,15 @@ def keep_aside(path, label):
 
 def saved_config(workdir):
   """The flat config the run in `workdir` uses now (the first start's config with every
-  later start's changes applied), or None for a new workdir."""
-  from seqrnn.config import upgrade  # fields under the names they have now
+  later start's changes applied), or None for a new workdir. A field added to seqrnn
+  after the run started holds its default, which is how that run behaved (a new field's
+  default keeps the old behaviour): so an old workdir resumes, and says no change."""
+  from seqrnn.config import default_config, to_flat_dict, upgrade  # names as they are now
   workdir = pathlib.Path(workdir)
   if not (workdir / 'config.json').exists():
     return None
-  config = upgrade(json.loads((workdir / 'config.json').read_text()))
+  config = {**to_flat_dict(default_config()),
+            **upgrade(json.loads((workdir / 'config.json').read_text()))}
   for record in _history(workdir):
     config.update(upgrade({k: new for k, (_, new) in record['changed'].items()}))
   return config

@@ -180,3 +180,19 @@ def test_a_config_json_with_the_field_names_before_the_config_groups_resumes(
   assert 'resuming' in out and 'changed since the last start: train.num_steps 20 -> 30' in out
   assert not any(name in out for name in RENAMED)  # no renamed field reported as changed
   assert int(restore_checkpoint(workdir / 'checkpoints', 30)[1]['step']) == 30
+
+
+def test_a_workdir_from_before_fields_were_added_resumes_and_reports_no_change_for_them(
+    finished, tmp_path, capsys):
+  """Fields gained since a run started (fixed ones too: a class-balanced plan, an
+  imputation, a pooling) ran at their defaults: the resume is neither refused nor told
+  that they changed."""
+  workdir = _copy(finished, tmp_path)
+  saved = json.loads((workdir / 'config.json').read_text())
+  gained = ['data.balance_classes', 'data.uea.impute', 'model.pooling', 'train.label_smoothing']
+  (workdir / 'config.json').write_text(json.dumps({k: v for k, v in saved.items()
+                                                   if k not in gained}))
+  train_and_evaluate(digits_config(30), workdir)
+  out = capsys.readouterr().out
+  assert 'resuming' in out and 'changed since the last start: train.num_steps 20 -> 30\n' in out
+  assert int(restore_checkpoint(workdir / 'checkpoints', 30)[1]['step']) == 30
