@@ -57,6 +57,8 @@ def labelling(logits_btc, batch, spans=None, label_smoothing=0.0):
   accuracy on those steps; with `spans` (`spans.bio_tags` of the tag names), the span F1
   of BIO tags, as (2 * right spans, predicted + gold spans). With `label_smoothing`
   (softmax head), also the `objective` training minimises (`_smoothed_xent`)."""
+  if label_smoothing and isinstance(logits_btc, crf.CRFScores):
+    raise ValueError("label smoothing is the softmax head's; a CRF scores whole sequences")
   w_b = _weights(batch)
   labels_bt = batch['labels']
   num_steps = labels_bt.shape[1]
@@ -65,8 +67,6 @@ def labelling(logits_btc, batch, spans=None, label_smoothing=0.0):
   # Padded positions may hold any label; clip so the gather stays in range.
   labels_bt = jnp.clip(labels_bt, 0, num_classes(logits_btc) - 1)
   if isinstance(logits_btc, crf.CRFScores):
-    if label_smoothing:
-      raise ValueError("label smoothing is the softmax head's; a CRF scores whole sequences")
     segments = batch.get('segments')
     loss = (crf.nll(logits_btc, labels_bt, batch['lengths'], segments) * w_b).sum()
     predicted_bt = crf.viterbi(logits_btc, batch['lengths'], segments)
@@ -74,8 +74,6 @@ def labelling(logits_btc, batch, spans=None, label_smoothing=0.0):
     xent_bt = optax.softmax_cross_entropy_with_integer_labels(logits_btc.astype(jnp.float32),
                                                               labels_bt)
     loss = (xent_bt * real_bt).sum()
-    if label_smoothing:
-      objective = (_smoothed_xent(logits_btc, labels_bt, label_smoothing) * real_bt).sum()
     predicted_bt = jnp.argmax(logits_btc, -1)
   correct_bt = predicted_bt == labels_bt
   # A row is one sequence unless it is packed (`segments` numbers its sequences).
@@ -86,7 +84,8 @@ def labelling(logits_btc, batch, spans=None, label_smoothing=0.0):
              'accuracy': ((correct_bt * real_bt).sum(), steps),
              'sequence_accuracy': (seq_correct, seqs)}
   if label_smoothing:
-    metrics['objective'] = (objective, steps)
+    metrics['objective'] = ((_smoothed_xent(logits_btc, labels_bt, label_smoothing)
+                             * real_bt).sum(), steps)
   if spans is not None:
     first_bt = crf.boundaries(batch['lengths'], num_steps, batch.get('segments'))[1]
     right, predicted, gold = spans_lib.span_counts(predicted_bt, labels_bt, real_steps_bt,
