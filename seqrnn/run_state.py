@@ -139,8 +139,7 @@ class Run:
 
 def _saved_best_metric(workdir):
   """The train.best_metric of the run's first start (checkpoints from before 'best_of')."""
-  saved = workdir_lib.saved_config(workdir) or {}
-  return config_lib.upgrade(saved).get('train.best_metric', 'accuracy')
+  return (workdir_lib.saved_config(workdir) or {}).get('train.best_metric', 'accuracy')
 
 
 def test_of_best(best, state, last_step, test, evaluate_test, log):

@@ -78,9 +78,15 @@ def model_args(batch):
 
 def create_train_state(key, model, example_batch, tx, task):
   """Initialises parameters from `key` with shapes taken from `example_batch`."""
-  args, kwargs = model_args(example_batch)
-  params = model.init({'params': key}, *args, **kwargs, train=False)['params']
-  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, task=task)
+
+  # One compiled program: run op by op, the initialisers and the optimiser's state
+  # were dozens of small compilations (2 s of a small run's start on a CPU).
+  @jax.jit
+  def init(key, args, kwargs):
+    params = model.init({'params': key}, *args, **kwargs, train=False)['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx, task=task)
+
+  state = init(key, *model_args(example_batch))
   # A strong int32, as a restored checkpoint's: a weakly typed 0 lowers the train step to
   # another program, which a resume would then miss in the persistent compilation cache.
   return state.replace(step=jnp.zeros((), jnp.int32))
