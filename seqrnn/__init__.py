@@ -12,6 +12,7 @@ The pieces, from one step to a whole run:
   stack        RNNStack: layers, dropout (per step or variational), bidirectional, residual,
                carries in and out (flax.linen.RNN's layout and return order), step
   words        WordEmbedding (word-type and word dropout), CharEncoder (cnn or lstm)
+  conv         ConvFrontEnd: convolutions over time, then windows max-pooled, before the stack
   models       Classifier (pooling 'last'/'mean'/'max'/'attention'), Labeller, build_model
   crf          a linear-chain CRF head (model.head='crf'): log-partition, Viterbi
   ctc          CTC: the loss (optax's), greedy and beam decoding, edit distance
@@ -28,6 +29,7 @@ The pieces, from one step to a whole run:
 
 from seqrnn import crf, ctc, hosts
 from seqrnn.checks import checked
+from seqrnn.conv import ConvFrontEnd
 from seqrnn.batch import validate_batch
 from seqrnn.cells import (CELLS, FusedCell, GRUCell, LayerNormGRUCell, LayerNormLSTMCell,
                           LSTMCell, LSTMState, ProjectedCell, cell_state, has_fused_loop,

@@ -5,7 +5,8 @@ and change fields; `validate_config` rejects unknown fields, wrong types and
 out-of-range values with a message naming the field, before any work starts.
 
 Fields are grouped by what they configure: `model` (the recurrent stack and its
-head) with `model.words` (token inputs: embeddings and the character encoder),
+head) with `model.words` (token inputs: embeddings and the character encoder) and
+`model.conv` (float inputs: a convolutional front end),
 `data` with one group per kind of data set (`treebank`, `ocr`, `uea`, and
 `frames` for float series), `optim`, `train`. Each field is declared once, in
 `_schema`, beside its role: the values it may take (choices come from the
@@ -118,6 +119,17 @@ def _schema():
                                       fixed=True),
       'model.words.char_hidden_size': F(64, "character encoder units (per direction for 'lstm')",
                                         bounds='positive', fixed=True),
+
+      'model.conv.channels': F(0, 'float inputs: width of a convolutional front end before the '
+                               "stack (seqrnn.ConvFrontEnd); 0: none", bounds='non-negative',
+                               fixed=True),
+      'model.conv.num_layers': F(2, 'its convolutions, each followed by a ReLU',
+                                 bounds='positive', fixed=True),
+      'model.conv.kernel_size': F(7, 'steps each convolution reads', bounds='positive',
+                                  fixed=True),
+      'model.conv.pool': F(1, 'then the max over windows of this many steps: the stack reads '
+                           'ceil(length / pool) steps (above 1: classification only)',
+                           bounds='positive', fixed=True),
 
       'data.name': F('digits', 'a name in seqrnn.data.DATASETS', fixed=True),
       'data.path': F('', 'file or directory for data sets read from disk', fixed=True),
@@ -427,6 +439,9 @@ def validate_config(config):
     raise ValueError(f"config.train.label_smoothing={fields['train.label_smoothing']} smooths a "
                      f"softmax's per-label target: task={fields['task']!r} with "
                      f"model.head={fields['model.head']!r} has none (set it 0)")
+  if fields['model.conv.pool'] > 1 and fields['task'] != 'classification':
+    raise ValueError(f"config.model.conv.pool={fields['model.conv.pool']} shortens each sequence; "
+                     f"task={fields['task']!r} needs an output a step: set it 1")
   if fields['data.balance_classes'] and fields['task'] != 'classification':
     raise ValueError(f"config.data.balance_classes=True draws by each sequence's one label: it "
                      f"needs task='classification', not {fields['task']!r}")

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from seqrnn import checks, crf
+from seqrnn.conv import ConvFrontEnd, pooled_lengths
 from seqrnn.masks import time_mask
 from seqrnn.stack import RNNStack
 from seqrnn.words import WordEmbedding
@@ -17,18 +18,27 @@ HEADS = ('softmax', 'crf')
 
 
 class Encoder(nn.Module):
-  """Float features `[batch, time, features]`, or int tokens `[batch, time]`
-  (with their characters `chars` [batch, time, max_chars] where the embedding
-  reads them) through `words`, then the stack; `segments` [batch, time] for
+  """Float features `[batch, time, features]`, through `conv` where there is one, or int
+  tokens `[batch, time]` (with their characters `chars` [batch, time, max_chars] where the
+  embedding reads them) through `words`, then the stack; `segments` [batch, time] for
   packed rows (`seqrnn.batch`).
+
+  Returns the top layer's outputs [batch, time', width]: time' = ceil(time / conv.pool),
+  time without a pooling front end.
   """
   stack: RNNStack
   words: Optional[WordEmbedding] = None
+  conv: Optional[ConvFrontEnd] = None
 
   @nn.compact
   def __call__(self, inputs, lengths_b, *, train, chars=None, segments=None):
     if self.words is not None:
       inputs = self.words(inputs, chars, train=train)
+    if self.conv is not None:
+      if segments is not None:  # a convolution would read across a packed row's sequences
+        raise ValueError('Encoder: a convolutional front end reads one sequence per row; '
+                         'packed rows (segments) are not supported: set config.data.pack=False')
+      inputs, lengths_b = self.conv(inputs, lengths_b)
     return self.stack(inputs, lengths_b, train=train, segments_bt=segments, return_carry=False)
 
 
@@ -98,6 +108,9 @@ class Classifier(nn.Module):
       raise ValueError('a Classifier reads one sequence per row; packed rows (segments) '
                        'are for labelling: set config.data.pack=False')
     outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
+    if self.encoder.conv is not None:  # the steps the stack read: the front end's windows
+      lengths_b = pooled_lengths(checks.lengths_of(lengths_b, *inputs.shape[:2], 'Classifier'),
+                                 self.encoder.conv.pool)
     stack = self.encoder.stack
     if stack.bidirectional and stack.merge == 'sum' and stack.merge_top:
       raise ValueError("a Classifier pools each direction of a bidirectional stack on its "
@@ -125,6 +138,9 @@ class Labeller(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, lengths_b, *, train=False, chars=None, segments=None):
+    if self.encoder.conv is not None and self.encoder.conv.pool > 1:
+      raise ValueError(f'Labeller: a front end with pool={self.encoder.conv.pool} shortens each '
+                       f'sequence; a label a step needs an output a step (pool=1)')
     outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars, segments=segments)
     logits = nn.Dense(self.num_classes, name='head')(outputs_bth.astype(jnp.float32))
     if self.head == 'crf':
@@ -144,15 +160,20 @@ def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=N
     raise ValueError(f'config.model.words.char_encoder={w.char_encoder!r} reads the characters '
                      f'of each word, and this data set has none (only treebanks, data.name '
                      f"'conllu' or 'turkish_pos', do); set config.model.words.char_encoder='none'")
-  words = None
+  words = conv = None
   if vocab_size is not None:
     words = WordEmbedding(vocab_size, num_chars=num_chars or 0, **w)
+  if m.conv.channels:
+    if words is not None:
+      raise ValueError(f'config.model.conv.channels={m.conv.channels}: a convolutional front end '
+                       f'reads float series; this data set has tokens (model.words embeds them)')
+    conv = ConvFrontEnd(**m.conv, dtype=jnp.dtype(m.dtype))
   classify = task == 'classification'
   names = {f.name for f in dataclasses.fields(RNNStack)}
   stack = RNNStack(**{k: v for k, v in m.items() if k in names and k != 'dtype'},
                    dtype=jnp.dtype(m.dtype), merge_top=not classify,
                    learned_initial_carry=m.initial_carry == 'learned')
-  encoder = Encoder(stack, words)
+  encoder = Encoder(stack, words, conv)
   if classify:
     return Classifier(encoder, num_classes, pooling=m.pooling)
   return Labeller(encoder, num_classes, head=m.head)

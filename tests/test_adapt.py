@@ -1,6 +1,6 @@
 """config.adapt: a config file's rule chooses fields from the training split's size once
 it is loaded (experiments/configs/ud_pos.py:by_size, small treebanks' regularisation;
-uea.py:by_data, tiny time-series sets' batches); what it sets is said and recorded, and
+uea.py:by_data, tiny time-series sets' batches and the front end's pool); what it sets is said and recorded, and
 what a researcher set is kept."""
 
 import json
@@ -77,11 +77,23 @@ def test_a_rule_that_cannot_be_imported_is_refused_before_any_data_is_read():
 def test_a_tiny_time_series_set_takes_batches_of_half_its_training_series():
   from experiments.configs import uea
   config = uea.get_config('Coffee')
-  assert config_lib.adapted(config, {'sequences': 36})[1] == {}  # 16 is under half of 36
-  tiny, changed = config_lib.adapted(config, {'sequences': 20})
+  short = {'longest': 64}  # series the front end need not pool
+  assert config_lib.adapted(config, {'sequences': 36, **short})[1] == {}  # 16 is under half of 36
+  tiny, changed = config_lib.adapted(config, {'sequences': 20, **short})
   assert changed == {'data.batch_size': (16, 10)} and tiny.data.batch_size == 10
   config.data.batch_size = 4  # as --config.data.batch_size=4 would
-  assert config_lib.adapted(config, {'sequences': 20})[1] == {}
+  assert config_lib.adapted(config, {'sequences': 20, **short})[1] == {}
+
+
+def test_uea_pools_the_longest_training_series_into_64_steps_unless_told_otherwise():
+  from experiments.configs import uea
+  stats = {'sequences': 36, 'longest': 251}
+  adapted, changed = config_lib.adapted(uea.get_config('ArrowHead'), stats)
+  assert changed == {'model.conv.pool': (1, 4)} and adapted.model.conv.pool == 4
+  assert config_lib.adapted(uea.get_config('ArrowHead'), {**stats, 'longest': 64})[1] == {}
+  given = uea.get_config('ArrowHead')
+  given.model.conv.pool = 2  # as --config.model.conv.pool=2 would
+  assert config_lib.adapted(given, stats)[1] == {}
 
 
 SEEN = {}

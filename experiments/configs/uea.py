@@ -5,21 +5,26 @@ training split for a fixed number of steps, test once on the test split.
   python -m experiments.main --config=experiments/configs/uea.py:ArrowHead --workdir=/tmp/arrow
 
 `:NAME` is any set aeon ships or finds in `data.path` (`--config.data.path=DIR`
-with DIR/NAME/NAME_TRAIN.ts and _TEST.ts). Long series are read in frames of
-consecutive values (`data.frames.size=0`: the longest training series in at most
-64 steps), so ArrowHead's 251 values are 63 steps of 4. The table in docs/results.md
-gives each shipped set's accuracy with this config against 1-NN DTW
-(`python -m experiments.dtw_reference`), and 35 sets of the UCR archive's. `:NAME,debug`
-is a smoke run.
+with DIR/NAME/NAME_TRAIN.ts and _TEST.ts, or the 2018 archive's .tsv). Each series goes
+one value a step through a convolutional front end (`model.conv`: two layers of 32
+filters over 7 steps), whose windows of `pool` steps are max-pooled so that the GRU reads
+the longest training series in at most 64 steps: ArrowHead's 251 values are 63 steps.
+The table in docs/results.md gives each shipped set's accuracy with this config against
+1-NN DTW (`python -m experiments.dtw_reference`), and 35 sets of the UCR archive's.
+`:NAME,debug` is a smoke run. A workdir started before the front end (GRU on frames of values)
+resumes with `--config.model.conv.channels=0 --config.data.frames.size=0`.
 
-`config.adapt` (`by_data`) keeps a batch to at most half the training split, so that
-the smallest archive sets (16 to 30 training series) take two steps or more an epoch and
-can hold series out (`data.uea.eval_fraction`, `train.refit`); `--config.adapt=` turns it
-off. Averaging a few seeds' runs (`python -m experiments.evaluate --workdir=A,B,C`) is the
-largest gain measured on these sets (docs/results.md).
+`config.adapt` (`by_data`) chooses from the training split: the pool (as
+`data.frames.size=0` chooses frames), and a batch of at most half the split, so that the
+smallest archive sets (16 to 30 training series) take two steps or more an epoch and can
+hold series out (`data.uea.eval_fraction`, `train.refit`); each only where the field
+holds this file's value; `--config.adapt=` turns it off. Averaging a few seeds' runs
+(`python -m experiments.evaluate --workdir=A,B,C`) gains more on these sets
+(docs/results.md).
 """
 
 from seqrnn.config import debug_variant, default_config
+from seqrnn.data import auto_frame_size
 
 
 def get_config(arg='JapaneseVowels'):
@@ -27,13 +32,17 @@ def get_config(arg='JapaneseVowels'):
   c.task = 'classification'
   c.data.name = 'uea'
   c.data.uea.eval_fraction = 0.0  # no held-out split: eval metrics are training metrics
-  c.data.frames.size = 0
+  c.data.frames.size = 1          # the front end pools instead
   c.data.batch_size = 16         # by_data: at most half the training split
   c.model.cell = 'gru'
   c.model.hidden_size = 64
   c.model.num_layers = 1
   c.model.bidirectional = True
   c.model.dropout_rate = 0.2
+  c.model.conv.channels = 32
+  c.model.conv.num_layers = 2
+  c.model.conv.kernel_size = 7
+  c.model.conv.pool = 1          # by_data: the longest training series in at most 64 steps
   c.optim.learning_rate = 3e-3
   c.train.num_steps = 1000
   c.train.eval_every_steps = 500
@@ -50,8 +59,11 @@ def get_config(arg='JapaneseVowels'):
 
 
 def by_data(config, stats):
-  """`config` with a batch of at most half the training split's series, where the batch
-  size is still this file's (a value set on the command line is kept)."""
+  """`config` with a batch of at most half the training split's series, and a front end
+  that pools the longest training series into at most 64 steps, where each field is still
+  this file's (a value set on the command line is kept)."""
   if config.data.batch_size == get_config().data.batch_size:
     config.data.batch_size = max(1, min(config.data.batch_size, stats['sequences'] // 2))
+  if config.model.conv.channels and config.model.conv.pool == get_config().model.conv.pool:
+    config.model.conv.pool = auto_frame_size([stats['longest']])
   return config
