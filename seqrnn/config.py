@@ -442,6 +442,9 @@ def validate_config(config):
   if fields['model.conv.pool'] > 1 and fields['task'] != 'classification':
     raise ValueError(f"config.model.conv.pool={fields['model.conv.pool']} shortens each sequence; "
                      f"task={fields['task']!r} needs an output a step: set it 1")
+  if fields['model.conv.channels'] and fields['data.pack']:
+    raise ValueError('config.model.conv.channels: a convolutional front end would read across '
+                     'the sequences of a packed row; set config.data.pack=False')
   if fields['data.balance_classes'] and fields['task'] != 'classification':
     raise ValueError(f"config.data.balance_classes=True draws by each sequence's one label: it "
                      f"needs task='classification', not {fields['task']!r}")

@@ -87,6 +87,9 @@ def test_what_the_front_end_cannot_do_is_refused_naming_it():
   with pytest.raises(ValueError, match=r'model.conv.pool=2 shortens each sequence; '
                                        r"task='labelling' needs an output a step"):
     config_lib.validate_config(config)
+  config.model.conv.pool, config.data.pack = 1, True
+  with pytest.raises(ValueError, match='would read across the sequences of a packed row'):
+    config_lib.validate_config(config)
   model = tiny_model_config()
   model.conv.update(channels=6, pool=2)
   labeller = build_model('labelling', model, num_classes=3)
