@@ -34,8 +34,8 @@ def numpy_front_end(params, x_tf, pool):
 def test_the_front_end_is_the_documented_convolutions_and_windows_of_real_steps(kernel_size,
                                                                                pool):
   net = ConvFrontEnd(channels=6, num_layers=2, kernel_size=kernel_size, pool=pool)
-  params = net.init(jax.random.key(0), BATCH['inputs'], BATCH['lengths'])['params']
-  outputs, lengths = net.apply({'params': params}, BATCH['inputs'], BATCH['lengths'])
+  params = jax.jit(net.init)(jax.random.key(0), BATCH['inputs'], BATCH['lengths'])['params']
+  outputs, lengths = jax.jit(net.apply)({'params': params}, BATCH['inputs'], BATCH['lengths'])
   assert outputs.shape == (4, -(-8 // pool), 6)
   np.testing.assert_array_equal(lengths, -(-BATCH['lengths'] // pool))
   for b, length in enumerate(BATCH['lengths']):
@@ -52,8 +52,8 @@ def _classifier(**conv):
 
 def test_a_classifier_reads_the_windows_through_its_stack_and_its_head_reads_the_last():
   net = _classifier(pool=3)
-  params = net.init(jax.random.key(1), BATCH['inputs'], BATCH['lengths'])['params']
-  logits = net.apply({'params': params}, BATCH['inputs'], BATCH['lengths'])
+  params = jax.jit(net.init)(jax.random.key(1), BATCH['inputs'], BATCH['lengths'])['params']
+  logits = jax.jit(net.apply)({'params': params}, BATCH['inputs'], BATCH['lengths'])
   layers = [params['encoder']['stack'][f'layer_{i}'] for i in range(2)]
   head = [np.asarray(params['head'][n], np.float64) for n in ('kernel', 'bias')]
   for b, length in enumerate(BATCH['lengths']):
@@ -64,7 +64,7 @@ def test_a_classifier_reads_the_windows_through_its_stack_and_its_head_reads_the
 
 def test_padding_changes_no_output_or_gradient_through_the_front_end():
   net = _classifier(pool=2)
-  params = net.init(jax.random.key(2), BATCH['inputs'], BATCH['lengths'])['params']
+  params = jax.jit(net.init)(jax.random.key(2), BATCH['inputs'], BATCH['lengths'])['params']
   b, length = 1, int(BATCH['lengths'][1])  # 5 real steps of 8: a partial last window
 
   def loss(params, inputs, lengths):
@@ -73,7 +73,7 @@ def test_padding_changes_no_output_or_gradient_through_the_front_end():
   padded = BATCH['inputs'][b:b + 1].copy()
   padded[:, length:] = 1e3  # whatever padding holds
   alone = padded[:, :length]
-  for fn in (loss, jax.grad(loss)):
+  for fn in (jax.jit(loss), jax.jit(jax.grad(loss))):
     jax.tree.map(lambda p, a: np.testing.assert_allclose(p, a, rtol=1e-5, atol=1e-6),
                  fn(params, padded, BATCH['lengths'][b:b + 1]),
                  fn(params, alone, BATCH['lengths'][b:b + 1]))
