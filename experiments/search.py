@@ -92,9 +92,12 @@ def _claim(study, space, workdir, at_once, trials, optuna):
   for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
     run_dir = trial_dir(workdir, frozen.number)
     status = report_lib.read_status(run_dir)
-    # 'stopped' by a signal, or 'running' with no live process holding it: a killed one.
-    if (len(claimed) < at_once and status.get('status') in ('stopped', 'running')
-        and not workdir_lib.held_elsewhere(run_dir)):
+    # 'stopped' by a signal, or 'running' with no live process holding its lock: a killed
+    # one. 'running' with no lock file yet is a trial another process has just begun: its
+    # status is written a moment before its run first locks the workdir.
+    left = status.get('status') == 'stopped' or (status.get('status') == 'running'
+                                                 and (run_dir / '.lock').exists())
+    if len(claimed) < at_once and left and not workdir_lib.held_elsewhere(run_dir):
       # Optuna has no public way to reopen a trial: Trial(study, id) is what ask() returns.
       claimed.append((optuna.trial.Trial(study, frozen._trial_id), status['overrides'], run_dir,
                       set(frozen.intermediate_values)))
