@@ -96,7 +96,7 @@ def _claim(study, space, workdir, at_once, trials, optuna):
     # one. 'running' with no lock file yet is a trial another process has just begun: its
     # status is written a moment before its run first locks the workdir.
     left = status.get('status') == 'stopped' or (status.get('status') == 'running'
-                                                 and (run_dir / '.lock').exists())
+                                                 and (run_dir / workdir_lib.LOCK).exists())
     if len(claimed) < at_once and left and not workdir_lib.held_elsewhere(run_dir):
       # Optuna has no public way to reopen a trial: Trial(study, id) is what ask() returns.
       claimed.append((optuna.trial.Trial(study, frozen._trial_id), status['overrides'], run_dir,

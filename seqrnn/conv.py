@@ -54,7 +54,7 @@ class ConvFrontEnd(nn.Module):
       x = nn.Conv(self.channels, (self.kernel_size,), padding='SAME', dtype=self.dtype,
                   name=f'conv_{i}')(jnp.where(real_bt1, x, 0))
       x = nn.relu(x)
-    windows = -(-num_steps // self.pool)
+    windows = pooled_lengths(num_steps, self.pool)
     x = jnp.pad(jnp.where(real_bt1, x, -jnp.inf),
                 ((0, 0), (0, windows * self.pool - num_steps), (0, 0)), constant_values=-jnp.inf)
     x = x.reshape(batch, windows, self.pool, self.channels).max(2)

@@ -17,6 +17,8 @@ import pathlib
 import tempfile
 import time
 
+LOCK = '.lock'  # the lock file's name in a workdir; it stays there after its run
+
 
 class WorkdirInUse(RuntimeError):
   """Another live process holds the workdir's lock."""
@@ -39,7 +41,7 @@ def locked(workdir):
   workdir = pathlib.Path(workdir)
   made = not workdir.exists()
   workdir.mkdir(parents=True, exist_ok=True)
-  f = open(workdir / '.lock', 'a+')
+  f = open(workdir / LOCK, 'a+')
   try:
     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:
@@ -55,8 +57,8 @@ def locked(workdir):
     f.flush()
     yield
   except BaseException:
-    if [p.name for p in workdir.iterdir()] == ['.lock']:
-      (workdir / '.lock').unlink()  # still held: no other process takes it in between
+    if [p.name for p in workdir.iterdir()] == [LOCK]:
+      (workdir / LOCK).unlink()  # still held: no other process takes it in between
       if made:
         workdir.rmdir()
     raise
@@ -66,7 +68,7 @@ def locked(workdir):
 
 def held_elsewhere(workdir):
   """Whether another live process holds `workdir`'s lock now (a probe: takes and drops it)."""
-  path = pathlib.Path(workdir) / '.lock'
+  path = pathlib.Path(workdir) / LOCK
   if not path.exists():
     return False
   with open(path, 'a+') as f:
