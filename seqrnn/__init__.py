@@ -13,6 +13,7 @@ The pieces, from one step to a whole run:
                carries in and out (flax.linen.RNN's layout and return order), step
   words        WordEmbedding (word-type and word dropout), CharEncoder (cnn or lstm)
   conv         ConvFrontEnd: convolutions over time, then windows max-pooled, before the stack
+  augment      random_crop: training windows of each sequence (Classifier's crop)
   models       Classifier (pooling 'last'/'mean'/'max'/'attention'), Labeller, build_model
   crf          a linear-chain CRF head (model.head='crf'): log-partition, Viterbi
   ctc          CTC: the loss (optax's), greedy and beam decoding, edit distance
@@ -27,7 +28,7 @@ The pieces, from one step to a whole run:
   run          train_and_evaluate(config, workdir), train_runs(configs, workdirs): the loop
 """
 
-from seqrnn import crf, ctc, hosts
+from seqrnn import augment, crf, ctc, hosts
 from seqrnn.checks import checked
 from seqrnn.conv import ConvFrontEnd
 from seqrnn.batch import validate_batch

@@ -102,6 +102,9 @@ def _schema():
       'model.pooling': F('last', "classification: the last real output, or 'mean' / 'max' / "
                          "'attention' (a learned query) over real steps",
                          choices=models.POOLINGS, fixed=True),
+      'model.crop': F(0.0, "classification, training only: each sequence cut to a random "
+                      "window of at least (1 - crop) of its real steps (window slicing); "
+                      "evaluation reads it whole", bounds='unit'),
       'model.head': F('softmax', "labelling: 'softmax' (each step's label on its own) or 'crf' "
                       "(a linear-chain CRF: transition scores, Viterbi decoding)",
                       choices=models.HEADS, fixed=True),
@@ -439,6 +442,9 @@ def validate_config(config):
     raise ValueError(f"config.train.label_smoothing={fields['train.label_smoothing']} smooths a "
                      f"softmax's per-label target: task={fields['task']!r} with "
                      f"model.head={fields['model.head']!r} has none (set it 0)")
+  if fields['model.crop'] and fields['task'] != 'classification':
+    raise ValueError(f"config.model.crop={fields['model.crop']} cuts each sequence to a window; "
+                     f"task={fields['task']!r} has a label for every step: set it 0")
   if fields['model.conv.pool'] > 1 and fields['task'] != 'classification':
     raise ValueError(f"config.model.conv.pool={fields['model.conv.pool']} shortens each sequence; "
                      f"task={fields['task']!r} needs an output a step: set it 1")

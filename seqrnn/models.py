@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn import checks, crf
+from seqrnn import augment, checks, crf
 from seqrnn.conv import ConvFrontEnd, pooled_lengths
 from seqrnn.masks import time_mask
 from seqrnn.stack import RNNStack
@@ -96,17 +96,30 @@ class Classifier(nn.Module):
   `lengths - 1` and the backward direction's at step 0 (its last), merged as the
   stack merges directions.
 
+  `crop` > 0: in training, each sequence is cut to a random window of at least
+  (1 - crop) of its real steps (`seqrnn.augment.random_crop`); evaluation reads it whole.
+
   Returns logits `[batch, num_classes]`.
   """
   encoder: Encoder
   num_classes: int
   pooling: str = 'last'
+  crop: float = 0.0
 
   @nn.compact
   def __call__(self, inputs, lengths_b, *, train=False, chars=None, segments=None):
     if segments is not None:
       raise ValueError('a Classifier reads one sequence per row; packed rows (segments) '
                        'are for labelling: set config.data.pack=False')
+    if not 0.0 <= self.crop < 1.0:
+      raise ValueError(f'Classifier: crop={self.crop!r} is the largest fraction of a sequence '
+                       f'cut away; it must be in [0, 1)')
+    if train and self.crop > 0:
+      lengths_b, inputs, *chars = augment.random_crop(
+          self.make_rng('dropout'), self.crop,
+          checks.lengths_of(lengths_b, *inputs.shape[:2], 'Classifier'), inputs,
+          *([] if chars is None else [chars]))
+      chars = chars[0] if chars else None
     outputs_bth = self.encoder(inputs, lengths_b, train=train, chars=chars)
     if self.encoder.conv is not None:  # the steps the stack read: the front end's windows
       lengths_b = pooled_lengths(checks.lengths_of(lengths_b, *inputs.shape[:2], 'Classifier'),
@@ -175,5 +188,5 @@ def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=N
                    learned_initial_carry=m.initial_carry == 'learned')
   encoder = Encoder(stack, words, conv)
   if classify:
-    return Classifier(encoder, num_classes, pooling=m.pooling)
+    return Classifier(encoder, num_classes, pooling=m.pooling, crop=m.crop)
   return Labeller(encoder, num_classes, head=m.head)
