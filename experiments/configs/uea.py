@@ -19,8 +19,9 @@ resumes with `--config.model.conv.channels=0 --config.data.frames.size=0`.
 smallest archive sets (16 to 30 training series) take two steps or more an epoch and can
 hold series out (`data.uea.eval_fraction`, `train.refit`); each only where the field
 holds this file's value; `--config.adapt=` turns it off. Averaging a few seeds' runs
-(`python -m experiments.evaluate --workdir=A,B,C`) gains more on these sets
-(docs/results.md).
+(`python -m experiments.evaluate --workdir=A,B,C`) gains more on these sets, most with runs
+of `--config.model.crop=0.2` among them (random windows of each series in training: a large
+gain where a shape's place does not matter, a failure to fit where it does; docs/results.md).
 """
 
 from seqrnn.config import debug_variant, default_config
