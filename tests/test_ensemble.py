@@ -61,3 +61,16 @@ def test_runs_on_other_data_are_refused(two_seeds, tmp_path):
   train_and_evaluate(config, tmp_path / 'tagger')
   with pytest.raises(ValueError, match='does not predict the same test split'):
     evaluate_ensemble([two_seeds[0], str(tmp_path / 'tagger')], 'latest')
+
+
+def test_a_sweeps_workdir_stands_for_its_runs_whose_names_hold_commas(two_seeds, tmp_path):
+  import shutil
+
+  from experiments.evaluate import runs_in
+  for seed, run in enumerate(two_seeds):  # as experiments.sweep names them
+    shutil.copytree(run, tmp_path / 'runs' / f'model.crop=0.2,seed={seed}')
+  (tmp_path / 'runs' / 'not_a_run').mkdir()
+  runs = runs_in(str(tmp_path))
+  assert [r.rsplit('/', 1)[1] for r in runs] == ['model.crop=0.2,seed=0', 'model.crop=0.2,seed=1']
+  assert evaluate_ensemble(runs, 'latest') == evaluate_ensemble(two_seeds, 'latest')
+  assert runs_in(two_seeds[0]) == [two_seeds[0]]  # a run's own workdir is itself

@@ -2,6 +2,7 @@
 on a restart, and a report (table, CSV, figures) from the files alone."""
 
 import csv
+import importlib
 import json
 import pathlib
 import subprocess
@@ -233,3 +234,13 @@ def test_two_sweep_processes_on_one_workdir_share_its_runs(tmp_path):
   assert [json.loads((r / 'status.json').read_text())['status'] for r in runs] == ['done'] * 4
   for r in runs:  # trained once: one train record a logged step, no step run twice
     assert [x['step'] for x in metric_records(r) if x['split'] == 'train'] == [10, 20]
+
+
+def test_every_sweep_file_shipped_names_only_config_fields():
+  from seqrnn.config import unknown_field
+  files = sorted((pathlib.Path(__file__).parents[1] / 'experiments' / 'sweeps').glob('[!_]*.py'))
+  assert len(files) >= 4
+  for path in files:
+    module = importlib.import_module(f'experiments.sweeps.{path.stem}')
+    runs = load_sweep(path) if hasattr(module, 'get_sweep') else [module.get_search_space()]
+    assert all(unknown_field(k) is None for run in runs for k in run), path
