@@ -18,6 +18,7 @@ import sys
 from absl import app, flags, logging
 
 import seqrnn
+from experiments.report import run_dirs
 from seqrnn.ensemble import evaluate_ensemble
 from seqrnn.run import evaluate_checkpoint
 
@@ -57,10 +58,10 @@ def main(argv):
 def runs_in(workdir):
   """[workdir], or a sweep's runs where `workdir` holds no run of its own but runs/ (their
   names hold commas, which --workdir would split)."""
-  runs = pathlib.Path(workdir) / 'runs'
-  if not (pathlib.Path(workdir) / 'config.json').exists() and runs.is_dir():
-    return sorted(str(run) for run in runs.iterdir() if (run / 'config.json').exists())
-  return [workdir]
+  workdir_path = pathlib.Path(workdir)
+  if (workdir_path / 'config.json').exists() or not (workdir_path / 'runs').is_dir():
+    return [workdir]
+  return [str(run) for run in run_dirs(workdir_path) if (run / 'config.json').exists()]
 
 
 if __name__ == '__main__':

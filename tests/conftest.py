@@ -16,9 +16,10 @@ def _float32_matmuls():
 
 @pytest.fixture(autouse=True, scope='module')
 def _release_compiled_programs():
-  """Each test module's compiled programs are dropped after it. A worker keeps every program
-  it compiled, and each holds memory maps of its machine code: late in the full suite a worker
-  segfaulted inside XLA compiling a train step (three runs of three, in the same test; alone it
-  passes), as a process does when it runs out of maps (vm.max_map_count: 65,530 here)."""
+  """Each test module's compiled programs are dropped after it. A worker kept every program it
+  compiled, and late in the full suite one segfaulted inside XLA loading or compiling a train
+  step (four runs of four, in the same test of test_workdir.py; alone it passes). The likely
+  reason, not proven: each program holds memory maps of its machine code, and a process has at
+  most vm.max_map_count of them (65,530 here). With this, no crash in the runs since."""
   yield
   jax.clear_caches()

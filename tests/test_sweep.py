@@ -14,7 +14,7 @@ import pytest
 from helpers import metric_records, two_sweep_processes
 
 from experiments import report
-from experiments.sweep import load_sweep, run_name, run_sweep, with_overrides
+from experiments.sweep import load_space, load_sweep, run_name, run_sweep, with_overrides
 from experiments.sweeps import product, zipped
 
 
@@ -242,5 +242,5 @@ def test_every_sweep_file_shipped_names_only_config_fields():
   assert len(files) >= 4
   for path in files:
     module = importlib.import_module(f'experiments.sweeps.{path.stem}')
-    runs = load_sweep(path) if hasattr(module, 'get_sweep') else [module.get_search_space()]
+    runs = load_sweep(path) if hasattr(module, 'get_sweep') else [load_space(path)]
     assert all(unknown_field(k) is None for run in runs for k in run), path
