@@ -85,7 +85,8 @@ def setup(configs):
            # the fewest training sequences of a class (classification); 0 when labels are per step
            'smallest_class': (int(np.bincount(train['labels'],
                                               minlength=dataset.num_classes).min())
-                              if train['labels'].ndim == 1 else 0)}
+                              if train['labels'].ndim == 1 else 0),
+           'train': train}  # the arrays themselves, for a rule that measures the series
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
   per_epoch = batching.steps_per_epoch(train, configs[0].data.batch_size, buckets,
                                        configs[0].data.pack, configs[0].data.balance_classes)

@@ -146,3 +146,14 @@ def ln_gru_sequence(x_tf, p):
     h = (1 - z) * n + z * h
     outs.append(h)
   return np.array(outs)
+
+
+def dtw(a, b):
+  """DTW distance of series a [Ta, C] and b [Tb, C] by the textbook recursion: D[i, j] =
+  |a_i - b_j|^2 + min(D[i-1, j], D[i, j-1], D[i-1, j-1]), D[0, 0] its own cost."""
+  d = np.full((len(a) + 1, len(b) + 1), np.inf)
+  d[0, 0] = 0.0
+  for i in range(1, len(a) + 1):
+    for j in range(1, len(b) + 1):
+      d[i, j] = np.sum((a[i - 1] - b[j - 1]) ** 2) + min(d[i - 1, j], d[i, j - 1], d[i - 1, j - 1])
+  return d[-1, -1]

@@ -74,9 +74,17 @@ def test_a_rule_that_cannot_be_imported_is_refused_before_any_data_is_read():
     config_lib.validate_config(config)
 
 
-def test_a_tiny_time_series_set_takes_batches_of_half_its_training_series():
+def _sized(name):
+  """uea.py's config of set `name` with its rule of sizes alone (the crop rule, which
+  measures the series themselves: test_warping.py)."""
   from experiments.configs import uea
-  config = uea.get_config('Coffee')
+  config = uea.get_config(name)
+  config.adapt = 'experiments.configs.uea:by_size'
+  return config
+
+
+def test_a_tiny_time_series_set_takes_batches_of_half_its_training_series():
+  config = _sized('Coffee')
   short = {'longest': 64}  # series the front end need not pool
   assert config_lib.adapted(config, {'sequences': 36, **short})[1] == {}  # 16 is under half of 36
   tiny, changed = config_lib.adapted(config, {'sequences': 20, **short})
@@ -86,12 +94,11 @@ def test_a_tiny_time_series_set_takes_batches_of_half_its_training_series():
 
 
 def test_uea_pools_the_longest_training_series_into_64_steps_unless_told_otherwise():
-  from experiments.configs import uea
   stats = {'sequences': 36, 'longest': 251}
-  adapted, changed = config_lib.adapted(uea.get_config('ArrowHead'), stats)
+  adapted, changed = config_lib.adapted(_sized('ArrowHead'), stats)
   assert changed == {'model.conv.pool': (1, 4)} and adapted.model.conv.pool == 4
-  assert config_lib.adapted(uea.get_config('ArrowHead'), {**stats, 'longest': 64})[1] == {}
-  given = uea.get_config('ArrowHead')
+  assert config_lib.adapted(_sized('ArrowHead'), {**stats, 'longest': 64})[1] == {}
+  given = _sized('ArrowHead')
   given.model.conv.pool = 2  # as --config.model.conv.pool=2 would
   assert config_lib.adapted(given, stats)[1] == {}
 
@@ -117,5 +124,7 @@ def test_a_rule_sees_the_training_splits_size_length_and_classes(tmp_path):
   config.data.uea.eval_fraction, config.data.batch_size = 0.0, 2
   config.adapt, config.train.num_steps = 'test_adapt:record', 2
   train_and_evaluate(config, tmp_path / 'run')
+  train = SEEN.pop('train')  # the training split's arrays
+  assert sorted(train['lengths']) == list(range(4, 14)) and train['inputs'].shape == (10, 13, 1)
   assert SEEN == {'sequences': 10, 'steps': sum(range(4, 14)), 'longest': 13, 'classes': 2,
                   'smallest_class': 3}
