@@ -52,7 +52,8 @@ def _schema():
                 vectorised=True),
       'adapt': F('', "'' or 'module:function', a rule choosing fields from the training "
                  "split's size once it is loaded: function(config, stats) -> config, stats "
-                 "{'sequences', 'steps', 'longest', 'classes', 'smallest_class'}; what it sets "
+                 "{'sequences', 'steps', 'longest', 'classes', 'smallest_class', 'train' (its "
+                 "arrays)}; what it sets "
                  "is said and written to config.json (e.g. experiments.configs.uea:by_data)"),
 
       'model.cell': F('gru', "'gru', 'lstm', layer-normalised 'ln_gru', 'ln_lstm', a Flax cell "

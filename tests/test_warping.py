@@ -72,6 +72,20 @@ def test_leave_one_out_leaves_the_series_itself_out_and_ties_go_to_the_first():
   assert warping.nearest_neighbour_accuracy(x, lengths, labels, 'euclidean', block=3) == 0.75
 
 
+def test_a_split_is_measured_once_however_many_runs_of_a_group_ask(monkeypatch):
+  x, lengths, labels = _bumps(np.random.default_rng(2), 16, moving=True)
+  calls = []
+  measure = warping.nearest_neighbour_accuracy
+  monkeypatch.setattr(warping, 'nearest_neighbour_accuracy',
+                      lambda *args: calls.append(args[-1]) or measure(*args))
+  split = {'inputs': x, 'lengths': lengths, 'labels': labels}
+  gains = [warping.warping_gain(dict(split)) for _ in range(3)]
+  assert calls == ['dtw', 'euclidean'] and len(set(gains)) == 1
+  x[0, 0, 0] += 1.0  # other series: measured again
+  warping.warping_gain(split)
+  assert calls == ['dtw', 'euclidean'] * 2
+
+
 def test_uea_crops_where_warping_helps_unless_told_otherwise():
   from experiments.configs import uea
   rng = np.random.default_rng(1)
