@@ -1,6 +1,7 @@
 """What the tests share: small configs, batches, and readers of a run's files."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -12,6 +13,12 @@ import numpy as np
 from seqrnn.config import default_config
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+def xla_env(devices):
+  """os.environ for a subprocess on `devices` fake CPU devices (XLA_FLAGS kept: conftest's)."""
+  return dict(os.environ, XLA_FLAGS=' '.join(filter(None, [
+      os.environ.get('XLA_FLAGS'), f'--xla_force_host_platform_device_count={devices}'])))
 
 
 def digits_config(num_steps, **train):

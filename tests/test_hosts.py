@@ -1,7 +1,6 @@
 """Many processes: real `jax.distributed` runs of two processes on this machine train,
 evaluate and stop as one run on one process does; every example is counted once."""
 
-import os
 import pathlib
 import signal
 import socket
@@ -14,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from helpers import metric_records
+from helpers import metric_records, xla_env
 from seqrnn.data import batching
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -33,8 +32,7 @@ def _free_port():
 def _launch(workdir, num_processes, extra=None):
   """`experiments.main` on `num_processes` processes of 4 // num_processes CPU devices each;
   `extra`: more flags for each process (a list of lists)."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count='
-                                   f'{4 // num_processes}')
+  env = xla_env(4 // num_processes)
   port = _free_port()
   hosts = [] if num_processes == 1 else [
       f'--coordinator_address=127.0.0.1:{port}', f'--num_processes={num_processes}']
@@ -170,7 +168,7 @@ def test_a_vectorised_group_on_two_processes_trains_as_on_one(tmp_path):
   overrides = [f for f in FLAGS if 'num_steps' not in f] + ['--config.train.num_steps=100']
   outs = {}
   for n in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={4 // n}')
+    env = xla_env(4 // n)
     hosts = [] if n == 1 else [f'--coordinator_address=127.0.0.1:{_free_port()}',
                                f'--num_processes={n}']
     processes = [subprocess.Popen(

@@ -1,12 +1,13 @@
 """Data parallelism: the batch sharded over several (fake CPU) devices gives the same run."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
+
+from helpers import xla_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ print(json.dumps({'devices': jax.device_count(), 'test': results['test']}))
 
 
 def _run(workdir, devices):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  env = xla_env(devices)
   out = subprocess.run([sys.executable, '-c', SCRIPT, str(workdir)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
