@@ -7,21 +7,13 @@ import numpy as np
 import reference
 from seqrnn import config as config_lib
 from seqrnn.data import warping
-
-
-def _padded(series):
-  """[N, T, C] zero-padded and [N] lengths of a list of [T_i, C] series."""
-  longest = max(len(s) for s in series)
-  out = np.zeros((len(series), longest, series[0].shape[1]), np.float32)
-  for k, s in enumerate(series):
-    out[k, :len(s)] = s
-  return out, np.array([len(s) for s in series])
+from seqrnn.data.dataset import pad_sequences
 
 
 def test_dtw_lets_a_series_wait_and_sums_the_squared_gaps_of_the_best_path():
   a, b = np.array([[0.], [1.], [2.]]), np.array([[0.], [0.], [1.], [2.]])
   c = np.array([[0.], [3.]])  # best path from a: 0-0 (0), 1-0 (1), 2-3 (1)
-  x, lengths = _padded([a, b, c])
+  x, lengths = pad_sequences([a, b, c], np.float32)
   got = warping.dtw(jnp.asarray(x[[0, 0, 1]]), jnp.asarray(lengths[[0, 0, 1]]),
                     jnp.asarray(x[[1, 2, 2]]), jnp.asarray(lengths[[1, 2, 2]]))
   np.testing.assert_allclose(got, [0.0, 2.0, 2.0], rtol=1e-6)  # b: 0-0, 0-0, 1-0, 2-3
@@ -30,7 +22,7 @@ def test_dtw_lets_a_series_wait_and_sums_the_squared_gaps_of_the_best_path():
 def test_dtw_equals_the_textbook_recursion_on_random_series_of_any_lengths_and_channels():
   rng = np.random.default_rng(0)
   series = [rng.normal(size=(n, 3)).astype(np.float32) for n in (1, 2, 5, 9, 16, 16)]
-  x, lengths = _padded(series)
+  x, lengths = pad_sequences(series, np.float32)
   pairs = [(i, j) for i in range(len(series)) for j in range(len(series))]
   i, j = map(np.array, zip(*pairs))
   got = warping.dtw(jnp.asarray(x[i]), jnp.asarray(lengths[i]), jnp.asarray(x[j]),

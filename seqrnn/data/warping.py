@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqrnn.data import auto_frame_size
+from seqrnn.data.dataset import frames
+
 MAX_SERIES = 256  # a random subset of larger splits (the cost grows with its square)
-MAX_STEPS = 64    # longer series are averaged in frames to at most this many steps
 _GAINS = {}       # a split's digest -> its gain: the runs of a vectorised group share one split
 
 
@@ -70,15 +72,14 @@ def _distances(queries, query_lengths, series, lengths, kind):
 
 
 def _in_frames(inputs, lengths):
-  """Series averaged in frames of the fewest steps that leave at most MAX_STEPS of them."""
-  size = max(1, -(-inputs.shape[1] // MAX_STEPS))
-  frames = -(-inputs.shape[1] // size)
-  padded = np.zeros((inputs.shape[0], frames * size, inputs.shape[2]), np.float32)
-  padded[:, :inputs.shape[1]] = inputs
-  real = (np.arange(frames * size)[None, :] < lengths[:, None]).astype(np.float32)
-  sums = (padded * real[..., None]).reshape(inputs.shape[0], frames, size, -1).sum(2)
-  counts = real.reshape(inputs.shape[0], frames, size).sum(2)
-  return sums / np.maximum(counts, 1)[..., None], -(-lengths // size)
+  """Series averaged in frames of `auto_frame_size` steps (at most 64 frames, as the front end
+  reads them): `frames`' windows, each the mean of its real steps."""
+  size = auto_frame_size([inputs.shape[1]])
+  framed = frames({'inputs': inputs, 'lengths': lengths}, size, size)
+  n, num_frames = framed['inputs'].shape[:2]
+  windows = framed['inputs'].reshape(n, num_frames, size, inputs.shape[2])  # zeros past a length
+  real = np.clip(lengths[:, None] - size * np.arange(num_frames)[None, :], 1, size)
+  return windows.sum(2) / real[..., None].astype(np.float32), framed['lengths']
 
 
 def nearest_neighbour_accuracy(inputs, lengths, labels, kind, block=32):
@@ -99,7 +100,7 @@ def warping_gain(split, seed=0):
   """How much more often a training series' nearest other series is of its class under DTW
   than under the Euclidean distance (leave-one-out, in [-1, 1]), on the training split
   `split` ({'inputs' [N, T, C], 'lengths' [N], 'labels' [N]}): at most MAX_SERIES series
-  (a random subset drawn with `seed`), averaged to at most MAX_STEPS steps."""
+  (a random subset drawn with `seed`), averaged to at most 64 steps (`_in_frames`)."""
   inputs, lengths, labels = (np.asarray(split[k]) for k in ('inputs', 'lengths', 'labels'))
   digest = hashlib.sha256(str(seed).encode())
   for array in (inputs, lengths, labels):
