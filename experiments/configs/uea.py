@@ -11,8 +11,10 @@ filters over 7 steps), whose windows of `pool` steps are max-pooled so that the 
 the longest training series in at most 64 steps: ArrowHead's 251 values are 63 steps.
 The table in docs/results.md gives each shipped set's accuracy with this config against
 1-NN DTW (`python -m experiments.dtw_reference`), and 35 sets of the UCR archive's.
-`:NAME,debug` is a smoke run. A workdir started before the front end (GRU on frames of values)
-resumes with `--config.model.conv.channels=0 --config.data.frames.size=0`.
+Training targets are smoothed by 0.1 (`train.label_smoothing`). `:NAME,debug` is a smoke
+run. A workdir started before the smoothing resumes as it began with
+`--config.train.label_smoothing=0`; one started before the front end (GRU on frames of
+values) with `--config.model.conv.channels=0 --config.data.frames.size=0` too.
 
 `config.adapt` (`by_data`) chooses from the training split: the pool (as
 `data.frames.size=0` chooses frames), a batch of at most half the split, so that the
@@ -55,6 +57,11 @@ def get_config(arg='JapaneseVowels'):
   c.model.conv.kernel_size = 7
   c.model.conv.pool = 1          # by_data: the longest training series in at most 64 steps
   c.optim.learning_rate = 3e-3
+  # Training fits 99-100% of the series on 24 of the 35 UCR sets, every seed; smoothed
+  # targets bound the confidence that fit buys. Chosen on held-out series (82.5% against
+  # 81.0%, a bar of +1 fixed first), then on the 35 sets' test splits: one run 82.4% against
+  # 81.9%, five runs' ensemble 84.1% against 83.7% (docs/results.md).
+  c.train.label_smoothing = 0.1
   c.train.num_steps = 1000
   c.train.eval_every_steps = 500
   c.train.checkpoint_every_steps = 500
