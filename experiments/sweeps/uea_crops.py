@@ -1,5 +1,7 @@
 """Seeds with and without random crops on one UEA/UCR set: 6 runs (two vectorised groups of
-3), whose ensemble is the most accurate we measured on the 35 UCR sets (docs/results.md).
+3), whose ensemble is the most accurate we measured on the 35 UCR sets (docs/results.md;
+measured before uea.py smoothed its targets: add `--config.train.label_smoothing=0` to
+reproduce it).
 
   python -m experiments.sweep --config=experiments/configs/uea.py:NAME \
       --config.data.path=DIR --config.adapt=experiments.configs.uea:by_size \
