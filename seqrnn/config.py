@@ -168,6 +168,9 @@ def _schema():
                            "'linear' interpolates each channel between its real neighbours, "
                            "'zero' puts the channel's training mean (0 once standardised)",
                            choices=('none', 'linear', 'zero'), fixed=True),
+      'data.uea.deviation': F(False, "also read each value minus the training split's mean "
+                              'series at its step (a second channel per channel): where a '
+                              "value's place carries the class, as in spectra", fixed=True),
       'data.uea.eval_fraction': F(0.15, 'training series held out for eval; 0 evaluates on '
                                   'the training split', bounds='unit', fixed=True),
       'data.frames.size': F(1, 'float series: read this many consecutive steps as one step; 0 '
@@ -461,6 +464,9 @@ def validate_config(config):
   if fields['data.pack'] and fields['model.variational_dropout'] > 0:
     raise ValueError('config.data.pack=True: variational dropout draws one mask per row, which '
                      'the sequences of a packed row would share; set one of them off')
+  if fields['data.uea.deviation'] and fields['data.name'] != 'uea':
+    raise ValueError(f"config.data.uea.deviation=True is read by data set 'uea' alone; "
+                     f"data.name={fields['data.name']!r} would ignore it: set it False")
   if fields['data.frames.size'] and fields['data.frames.stride'] > fields['data.frames.size']:
     raise ValueError(f"config.data.frames.stride={fields['data.frames.stride']} is more than "
                      f"config.data.frames.size={fields['data.frames.size']}: frames would skip "

@@ -5,7 +5,7 @@ lengths under NaN padding, labels as text, missing values refused or imputed, an
 import numpy as np
 import pytest
 
-from seqrnn.config import default_config
+from seqrnn.config import default_config, validate_config
 from seqrnn.data import archive, timeseries
 from seqrnn.data.files import DataFileError
 
@@ -91,6 +91,31 @@ def test_missing_values_inside_a_series_are_refused_naming_the_set_or_imputed(tm
   assert zero['inputs'][0, 1, 0] == 0.0
   np.testing.assert_allclose(zero['inputs'][0, 0, 0], (1.0 - known.mean()) / (known.std() + 1e-6),
                              rtol=1e-5)
+
+
+def test_deviations_from_the_training_mean_series_are_read_as_more_channels(tmp_path):
+  train = {'inputs': np.array([[[1.], [2.], [3.]], [[3.], [6.], [0.]]], np.float32),
+           'lengths': np.array([3, 2])}  # the mean series: 2, 4, 3 (step 2: series 0 alone)
+  test = {'inputs': np.array([[[0.], [0.], [0.], [7.]]], np.float32), 'lengths': np.array([4])}
+  got = timeseries.with_deviation({'train': train, 'test': test}, train)
+  np.testing.assert_array_equal(got['train']['inputs'][..., 1], [[-1, -2, 0], [1, 2, 0]])
+  np.testing.assert_array_equal(got['train']['inputs'][..., 0], train['inputs'][..., 0])
+  np.testing.assert_array_equal(got['test']['inputs'][0, :, 1], [-2, -4, -3, 7])  # 7: no mean
+  config = _write(tmp_path, 'Toy', {'Toy_TRAIN.tsv': TSV_TRAIN, 'Toy_TEST.tsv': TSV_TEST})
+  config.uea.deviation = True
+  data = timeseries.load(config)
+  assert data.num_features == 2
+  values = np.array([[0, 1, 2, 3], [5, 4, 0, 0], [0.5, 1.5, 2.5, 0], [9, 9, 9, 9]])
+  real = np.arange(4)[None, :] < np.array([4, 2, 3, 4])[:, None]
+  standard = (values - values[real].mean()) / (values[real].std() + 1e-6)
+  mean_series = [standard[real[:, t], t].mean() for t in range(4)]
+  np.testing.assert_allclose(data.splits['train']['inputs'][..., 1],
+                             np.where(real, standard - mean_series, 0), atol=1e-6)
+  other = default_config()  # digits: nothing would read the field
+  other.data.uea.deviation = True
+  with pytest.raises(ValueError, match=r"deviation=True is read by data set 'uea' alone; "
+                                       r"data.name='digits' would ignore it"):
+    validate_config(other)
 
 
 def _dtw(a, b):

@@ -36,7 +36,9 @@ def read_split(data_config, split):
 def load(data_config):
   """`config.data.uea.series` (e.g. 'JapaneseVowels'): channels per step, true lengths kept,
   each channel standardised with the mean and std of the training split's real steps;
-  missing values inside a series refused or imputed (`data.uea.impute`).
+  missing values inside a series refused or imputed (`data.uea.impute`); with
+  `data.uea.deviation`, each value's deviation from the training mean series too
+  (`with_deviation`: twice the channels).
 
   The archives have no validation split: `data.uea.eval_fraction` of the training
   series are held out as 'eval', or with 0 the 'eval' split *is* the training
@@ -65,6 +67,8 @@ def load(data_config):
     real = np.arange(split['inputs'].shape[1])[None, :] < split['lengths'][:, None]
     standard = np.nan_to_num((split['inputs'] - mean) / std, nan=0.0)  # 'zero': the mean
     split['inputs'] = np.where(real[..., None], standard, 0).astype(np.float32)
+  if data_config.uea.deviation:
+    splits = with_deviation(splits, splits['train'])  # all of it, as the standardisation
   held_out = data_config.uea.eval_fraction
   if held_out > 0:
     eval_idx, train_idx = split_indices(len(train['labels']), (held_out, 1 - held_out), seed=0)
@@ -75,6 +79,29 @@ def load(data_config):
   return Dataset(splits=splits, num_classes=len(classes),
                  num_features=splits['train']['inputs'].shape[2],
                  class_names=tuple(str(c) for c in classes))
+
+
+def with_deviation(splits, train):
+  """`splits` ({name: {'inputs' [N, T, C], 'lengths' [N], ...}}) with C more channels: each
+  real value minus the mean series of `train` at its step (the mean over the training series
+  that reach it; a step no training series reaches keeps its value), zeros past a length.
+
+  Where a value's place carries the class (spectra: OliveOil, Wine), the shape every series
+  shares hides the small differences between classes, and the convolutional front end, the
+  same at every step, cannot subtract a shape that changes along the series.
+  """
+  reached = np.arange(train['inputs'].shape[1])[None, :] < train['lengths'][:, None]
+  mean_tc = np.nanmean(np.where(reached[..., None], train['inputs'], np.nan), 0)  # [T, C]
+  out = {}
+  for name, split in splits.items():
+    inputs = split['inputs']
+    steps = inputs.shape[1]
+    mean = np.zeros((steps, inputs.shape[2]), np.float32)
+    mean[:min(steps, len(mean_tc))] = mean_tc[:steps]
+    real = np.arange(steps)[None, :] < split['lengths'][:, None]
+    deviation = np.where(real[..., None], inputs - mean, 0).astype(np.float32)
+    out[name] = {**split, 'inputs': np.concatenate([inputs, deviation], -1)}
+  return out
 
 
 def _class_order(label):
