@@ -43,6 +43,11 @@ def use_compilation_cache(directory):
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
+# Data fields read after the data are loaded: a config.adapt rule that sets any other reads
+# them again.
+BATCH_SIZES = ('data.batch_size', 'data.eval_batch_size')
+
+
 class Setup(NamedTuple):
   configs: list   # the runs' configs: config.adapt's rule applied, train.num_epochs in steps
   steps_per_epoch: int  # of the training split, whole batches (packed rows with data.pack)
@@ -88,6 +93,9 @@ def setup(configs):
                               if train['labels'].ndim == 1 else 0),
            'train': train}  # the arrays themselves, for a rule that measures the series
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
+  if any(k.startswith('data.') and k not in BATCH_SIZES for k in changes[0]):
+    dataset, buckets = prepare_data(configs[0])  # the rule chose how the data are read
+    train = dataset.splits['train']
   per_epoch = batching.steps_per_epoch(train, configs[0].data.batch_size, buckets,
                                        configs[0].data.pack, configs[0].data.balance_classes)
   configs = [config_lib.in_steps(c, per_epoch) for c in configs]

@@ -1,7 +1,7 @@
 """config.adapt: a config file's rule chooses fields from the training split's size once
 it is loaded (experiments/configs/ud_pos.py:by_size, small treebanks' regularisation;
-uea.py:by_data, tiny time-series sets' batches and the front end's pool); what it sets is said and recorded, and
-what a researcher set is kept."""
+uea.py:by_data, tiny time-series sets' batches and the front end's pool); what it sets is said and recorded
+(a field of how the data are read: they are read again so), and what a researcher set is kept."""
 
 import json
 
@@ -112,19 +112,46 @@ def record(config, stats):
   return config
 
 
-def test_a_rule_sees_the_training_splits_size_length_and_classes(tmp_path):
+def _few(tmp_path):
+  """japanese_vowels.py's debug config on 'Few', a set of 10 NaN-padded training series of
+  4 to 13 values, 3 of class a."""
   from experiments.configs import japanese_vowels
   (tmp_path / 'Few').mkdir()
   for split, labels in (('TRAIN', 'aaabbbbbbb'), ('TEST', 'ab')):
-    lines = [f'{y}\t' + '\t'.join(['0.5'] * (4 + i)) + '\tNaN' * (8 - i)
-             for i, y in enumerate(labels)]  # NaN-padded: 4 to 13 values
+    lines = [f'{y}\t' + '\t'.join([str(0.5 + i)] * (4 + i)) + '\tNaN' * (8 - i)
+             for i, y in enumerate(labels)]
     (tmp_path / 'Few' / f'Few_{split}.tsv').write_text('\n'.join(lines) + '\n')
   config = japanese_vowels.get_config('debug')
   config.data.path, config.data.uea.series = str(tmp_path), 'Few'
   config.data.uea.eval_fraction, config.data.batch_size = 0.0, 2
-  config.adapt, config.train.num_steps = 'test_adapt:record', 2
+  config.train.num_steps = 2
+  return config
+
+
+def test_a_rule_sees_the_training_splits_size_length_and_classes(tmp_path):
+  config = _few(tmp_path)
+  config.adapt = 'test_adapt:record'
   train_and_evaluate(config, tmp_path / 'run')
   train = SEEN.pop('train')  # the training split's arrays
   assert sorted(train['lengths']) == list(range(4, 14)) and train['inputs'].shape == (10, 13, 1)
   assert SEEN == {'sequences': 10, 'steps': sum(range(4, 14)), 'longest': 13, 'classes': 2,
                   'smallest_class': 3}
+
+
+def deviate(config, stats):
+  """A rule choosing how the data are read: each value's deviation from the mean series too."""
+  config.data.uea.deviation = True
+  return config
+
+
+def test_the_data_are_read_again_as_a_rule_chose_to_read_them(tmp_path):
+  config = _few(tmp_path)
+  config.adapt = 'test_adapt:deviate'
+  train_and_evaluate(config, tmp_path / 'run')
+  assert json.loads((tmp_path / 'run' / 'config.json').read_text())['data.uea.deviation']
+  _, state = restore_checkpoint(tmp_path / 'run' / 'checkpoints')
+  layer = state['params']['encoder']['stack']['layer_0']['cell']
+  assert layer['input_projection']['kernel'].shape[0] == 2  # the value and its deviation
+  config.train.num_steps = 4
+  train_and_evaluate(config, tmp_path / 'run')  # resumes: the rule chooses as it did
+  assert restore_checkpoint(tmp_path / 'run' / 'checkpoints')[0] == 4
