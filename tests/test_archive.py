@@ -111,11 +111,14 @@ def test_deviations_from_the_training_mean_series_are_read_as_more_channels(tmp_
   mean_series = [standard[real[:, t], t].mean() for t in range(4)]
   np.testing.assert_allclose(data.splits['train']['inputs'][..., 1],
                              np.where(real, standard - mean_series, 0), atol=1e-6)
-  other = default_config()  # digits: nothing would read the field
-  other.data.uea.deviation = True
+
+
+def test_deviations_asked_of_a_data_set_that_would_ignore_them_are_refused():
+  config = default_config()  # digits
+  config.data.uea.deviation = True
   with pytest.raises(ValueError, match=r"deviation=True is read by data set 'uea' alone; "
                                        r"data.name='digits' would ignore it"):
-    validate_config(other)
+    validate_config(config)
 
 
 def _dtw(a, b):
