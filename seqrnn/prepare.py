@@ -43,8 +43,8 @@ def use_compilation_cache(directory):
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
-# Data fields read after the data are loaded: a config.adapt rule that sets any other reads
-# them again.
+# Data fields read after the data are loaded (checked again once a config.adapt rule has run):
+# a rule that sets any other reads the data again.
 BATCH_SIZES = ('data.batch_size', 'data.eval_batch_size')
 
 
@@ -64,15 +64,20 @@ def seed_keys(seed):
   return tuple(jax.random.split(jax.random.key(seed)))
 
 
-def prepare_data(config):
-  """(dataset, buckets) of `config`, checked; with the compilation cache in place."""
-  use_compilation_cache(config.train.compilation_cache)
-  dataset = load_and_check_data(config)
+def check_batch_sizes(config):
+  """Refuses batch sizes the devices cannot share evenly."""
   num_devices = jax.device_count()
   for field in ('batch_size', 'eval_batch_size'):
     if config.data[field] % num_devices:
       raise ValueError(f'config.data.{field}={config.data[field]} is not divisible by the '
                        f'{num_devices} devices the batch is sharded over')
+
+
+def prepare_data(config):
+  """(dataset, buckets) of `config`, checked; with the compilation cache in place."""
+  use_compilation_cache(config.train.compilation_cache)
+  dataset = load_and_check_data(config)
+  check_batch_sizes(config)
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])
   if config.data.num_buckets == 'auto':
     trained = (config.train.num_epochs * len(dataset.splits['train']['lengths'])
@@ -96,6 +101,7 @@ def setup(configs):
   if any(k.startswith('data.') and k not in BATCH_SIZES for k in changes[0]):
     dataset, buckets = prepare_data(configs[0])  # the rule chose how the data are read
     train = dataset.splits['train']
+  check_batch_sizes(configs[0])  # as the rule set them
   per_epoch = batching.steps_per_epoch(train, configs[0].data.batch_size, buckets,
                                        configs[0].data.pack, configs[0].data.balance_classes)
   configs = [config_lib.in_steps(c, per_epoch) for c in configs]

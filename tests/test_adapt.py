@@ -5,6 +5,7 @@ uea.py:by_data, tiny time-series sets' batches and the front end's pool); what i
 
 import json
 
+import jax
 import pytest
 
 from experiments.configs import ud_pos
@@ -155,3 +156,16 @@ def test_the_data_are_read_again_as_a_rule_chose_to_read_them(tmp_path):
   config.train.num_steps = 4
   train_and_evaluate(config, tmp_path / 'run')  # resumes: the rule chooses as it did
   assert restore_checkpoint(tmp_path / 'run' / 'checkpoints')[0] == 4
+
+
+def test_a_batch_a_rule_chose_is_refused_if_the_devices_cannot_share_it(tmp_path, monkeypatch):
+  from experiments.configs import uea
+  config = _few(tmp_path)  # 10 training series: uea.py's rule takes batches of 5
+  config.adapt, config.data.eval_batch_size = 'experiments.configs.uea:by_size', 2
+  config.data.batch_size = uea.get_config().data.batch_size  # the file's: the rule's to choose
+  assert uea.by_size(config.copy_and_resolve_references(), {'sequences': 10, 'longest': 13}
+                     ).data.batch_size == 5
+  monkeypatch.setattr(jax, 'device_count', lambda: 2)
+  with pytest.raises(ValueError, match=r'config.data.batch_size=5 is not divisible by the 2 '
+                                       r'devices the batch is sharded over'):
+    train_and_evaluate(config, tmp_path / 'run')
