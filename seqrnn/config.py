@@ -131,6 +131,9 @@ def _schema():
                                  bounds='positive', fixed=True),
       'model.conv.kernel_size': F(7, 'steps each convolution reads', bounds='positive',
                                   fixed=True),
+      'model.conv.dilation_growth': F(1, "convolution i reads steps this**i apart (2: 1, 2, 4, "
+                                      "...; WaveNet's doubling); 1: neighbouring steps",
+                                      bounds='positive', fixed=True),
       'model.conv.pool': F(1, 'then the max over windows of this many steps: the stack reads '
                            'ceil(length / pool) steps (above 1: classification only)',
                            bounds='positive', fixed=True),

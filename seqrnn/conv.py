@@ -18,7 +18,9 @@ def pooled_lengths(lengths_b, pool):
 class ConvFrontEnd(nn.Module):
   """`num_layers` 1-D convolutions over time, each `channels` wide over `kernel_size` steps
   ('SAME': an output per step) and followed by a ReLU, then the max over windows of `pool`
-  steps, every `pool` steps. A sequence of L steps leaves ceil(L / pool) steps.
+  steps, every `pool` steps. A sequence of L steps leaves ceil(L / pool) steps. Convolution
+  i reads steps `dilation_growth`**i apart, so that with a growth of 2 each step of the last
+  layer sees 1 + (kernel_size - 1)(2**num_layers - 1) steps (4 layers of 7: 91).
 
   Learned frames: where `data.frames` reads a long series `size` values a step through the
   RNN's linear input weights, this reads it one value a step through nonlinear filters and
@@ -35,6 +37,7 @@ class ConvFrontEnd(nn.Module):
   num_layers: int = 2
   kernel_size: int = 7
   pool: int = 1
+  dilation_growth: int = 1
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -43,7 +46,7 @@ class ConvFrontEnd(nn.Module):
       raise ValueError(f'ConvFrontEnd: inputs have shape {inputs_btf.shape}; expected '
                        f'[batch, time, features] (a float series; token inputs go through '
                        f'model.words, not a convolution)')
-    for name in ('channels', 'num_layers', 'kernel_size', 'pool'):
+    for name in ('channels', 'num_layers', 'kernel_size', 'pool', 'dilation_growth'):
       if not getattr(self, name) >= 1:
         raise ValueError(f'ConvFrontEnd: {name}={getattr(self, name)!r} must be at least 1')
     batch, num_steps, _ = inputs_btf.shape
@@ -52,6 +55,7 @@ class ConvFrontEnd(nn.Module):
     x = inputs_btf.astype(self.dtype)
     for i in range(self.num_layers):
       x = nn.Conv(self.channels, (self.kernel_size,), padding='SAME', dtype=self.dtype,
+                  kernel_dilation=self.dilation_growth ** i,
                   name=f'conv_{i}')(jnp.where(real_bt1, x, 0))
       x = nn.relu(x)
     windows = pooled_lengths(num_steps, self.pool)

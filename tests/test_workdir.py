@@ -190,7 +190,7 @@ def test_a_workdir_from_before_fields_were_added_resumes_and_reports_no_change_f
   workdir = _copy(finished, tmp_path)
   saved = json.loads((workdir / 'config.json').read_text())
   gained = ['data.balance_classes', 'data.uea.impute', 'data.uea.deviation', 'model.pooling',
-            'train.label_smoothing']
+            'model.conv.dilation_growth', 'train.label_smoothing']
   (workdir / 'config.json').write_text(json.dumps({k: v for k, v in saved.items()
                                                    if k not in gained}))
   train_and_evaluate(digits_config(30), workdir)
