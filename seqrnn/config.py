@@ -512,13 +512,24 @@ def adapt_rule(spec):
   return rule
 
 
-def adapted(config, stats):
+def adapted(config, stats, started=None):
   """(`config` as its config.adapt rule sets it for a training split of `stats`, the
-  {field: (before, after)} it changed). A rule may not change config.adapt itself."""
+  {field: (before, after)} it changed). A rule may not change config.adapt itself.
+
+  `started` is the flat config a workdir's run began with (`workdir.saved_config`): where
+  the rule now sets a field a resume may not change (`Field.fixed`) to another value than
+  that run's, the run's value is kept, so a rule that chooses differently since (a newer
+  config file) leaves the workdir resumable. A field the researcher set is not the rule's."""
   if not config.adapt:
     return config, {}
   new = adapt_rule(config.adapt)(config.copy_and_resolve_references(), dict(stats))
   before, after = _flatten(config), _flatten(new)
+  if started:
+    began = upgrade(started)
+    for k in fields_with('fixed'):
+      if before[k] != after[k] and k in began:
+        set_field(new, k, began[k])
+    after = _flatten(new)
   changed = {k: (before[k], after[k]) for k in before if before[k] != after.get(k)}
   if 'adapt' in changed:
     raise ValueError(f'config.adapt={config.adapt!r} changed config.adapt itself')

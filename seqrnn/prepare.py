@@ -86,8 +86,10 @@ def prepare_data(config):
   return dataset, batching.bucket_lengths(all_lengths, int(config.data.num_buckets))
 
 
-def setup(configs):
-  """Data, buckets, models and fresh train states of `configs` (one group), on every device."""
+def setup(configs, started=None):
+  """Data, buckets, models and fresh train states of `configs` (one group), on every device.
+  `started`: per config, the flat config its workdir's run began with, or None (a new run):
+  config.adapt's rule keeps what that run began with where a resume may not change it."""
   dataset, buckets = prepare_data(configs[0])
   train = dataset.splits['train']
   stats = {'sequences': len(train['lengths']), 'steps': int(np.sum(train['lengths'])),
@@ -97,7 +99,8 @@ def setup(configs):
                                               minlength=dataset.num_classes).min())
                               if train['labels'].ndim == 1 else 0),
            'train': train}  # the arrays themselves, for a rule that measures the series
-  configs, changes = map(list, zip(*(config_lib.adapted(c, stats) for c in configs)))
+  configs, changes = map(list, zip(*(config_lib.adapted(c, stats, s)
+                                      for c, s in zip(configs, started or [None] * len(configs)))))
   if any(k.startswith('data.') and k not in BATCH_SIZES for k in changes[0]):
     dataset, buckets = prepare_data(configs[0])  # the rule chose how the data are read
     train = dataset.splits['train']

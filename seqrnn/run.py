@@ -168,7 +168,7 @@ def restore_run(workdir, checkpoint='best'):
   if flat is None:
     raise FileNotFoundError(f'{workdir} holds no run (no config.json)')
   config = config_lib.from_flat_dict(flat)
-  setup = prepare.setup([config])
+  setup = prepare.setup([config], started=[flat])
   sub = 'best' if checkpoint == 'best' else 'checkpoints'
   checkpoints = Checkpoints((workdir / sub).absolute(), None, read_only=True)
   try:
@@ -216,7 +216,7 @@ def _jit_predict_and_eval(state, batch):
 
 
 def _train(configs, workdirs, restart_from_scratch, on_eval):
-  setup = prepare.setup(configs)
+  setup = prepare.setup(configs, started=[workdir_lib.saved_config(w) for w in workdirs])
   configs = setup.configs  # config.adapt's rule applied, train.num_epochs now in steps
   for config, workdir in zip(configs, workdirs):
     _check_resume(workdir, config)  # as adapted: what config.json holds

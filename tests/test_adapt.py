@@ -4,6 +4,7 @@ uea.py:by_data, tiny time-series sets' batches and the front end's pool); what i
 (a field of how the data are read: they are read again so), and what a researcher set is kept."""
 
 import json
+import sys
 
 import jax
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from experiments.configs import ud_pos
 from seqrnn import config as config_lib
 from seqrnn import train_and_evaluate
+from seqrnn.run import evaluate_checkpoint
 from helpers import restore_checkpoint
 from test_data import CONLLU
 
@@ -38,14 +40,27 @@ def test_a_small_treebank_gets_more_regularisation_said_and_written_to_config_js
 def test_the_rule_keeps_what_a_researcher_set_and_leaves_large_treebanks_alone():
   config = ud_pos.get_config()
   config.model.dropout_rate = 0.1  # as --config.model.dropout_rate=0.1 would
-  small, changed = config_lib.adapted(config, {'sequences': 910, 'steps': 0, 'classes': 17})
+  hungarian = {'sequences': 910, 'steps': 20_166, 'classes': 17}  # sentences, words
+  small, changed = config_lib.adapted(config, hungarian)
   assert (small.model.dropout_rate, small.model.words.embed_dropout) == (0.1, 0.33)
   assert changed == {'model.words.embed_dropout': (0.2, 0.33),
                      'model.words.char_encoder': ('cnn', 'lstm'),
                      'train.label_smoothing': (0.0, 0.2)}
   large, changed = config_lib.adapted(ud_pos.get_config(),
-                                      {'sequences': ud_pos.SMALL, 'steps': 0, 'classes': 17})
+                                      {'sequences': ud_pos.SMALL, 'steps': 60_000, 'classes': 17})
   assert changed == {} and large.model.dropout_rate == 0.3
+
+
+def test_a_treebank_of_few_words_gives_every_word_type_its_own_embedding():
+  tamil = {'sequences': 400, 'steps': 6_329, 'classes': 15}
+  assert ud_pos.FEW_WORDS == 10_000
+  tiny, changed = config_lib.adapted(ud_pos.get_config(), tamil)
+  assert changed['data.treebank.min_count'] == (2, 1) and tiny.model.dropout_rate == 0.5
+  config = ud_pos.get_config()
+  config.data.treebank.min_count = 3  # as --config.data.treebank.min_count=3 would
+  assert config_lib.adapted(config, tamil)[0].data.treebank.min_count == 3
+  words = config_lib.adapted(ud_pos.get_config(), {**tamil, 'steps': ud_pos.FEW_WORDS})[0]
+  assert words.data.treebank.min_count == 2
 
 
 def narrow(config, stats):
@@ -65,6 +80,24 @@ def test_a_run_whose_rule_changed_a_fixed_field_resumes(tmp_path):
   config.train.num_steps = 4  # the saved config says 8 units, this one 16 until the rule runs
   train_and_evaluate(config, tmp_path / 'run')
   assert restore_checkpoint(tmp_path / 'run' / 'checkpoints')[0] == 4  # resumed, not refused
+
+
+def test_a_run_resumes_and_is_evaluated_as_it_began_after_its_rule_changed(tmp_path,
+                                                                          monkeypatch):
+  config = ud_pos.get_config('debug')
+  config.data.path, config.model.words.char_encoder = _treebank(tmp_path / 'ud'), 'none'
+  config.data.batch_size = config.data.eval_batch_size = 2
+  config.adapt, config.train.num_steps = 'test_adapt:narrow', 2
+  train_and_evaluate(config, tmp_path / 'run')  # 8 units
+  newer = lambda config, stats: (config.model.update(hidden_size=4), config)[1]
+  monkeypatch.setattr(sys.modules[__name__], 'narrow', newer)  # the file, edited since
+  config.train.num_steps = 4
+  train_and_evaluate(config, tmp_path / 'run')  # refused without `started`: saved 8, now 4
+  assert restore_checkpoint(tmp_path / 'run' / 'checkpoints')[0] == 4
+  step, metrics = evaluate_checkpoint(tmp_path / 'run', 'latest')
+  assert step == 4 and 0 <= metrics['accuracy'] <= 1
+  train_and_evaluate(config, tmp_path / 'new')  # a new run takes the rule as it is now
+  assert json.loads((tmp_path / 'new' / 'config.json').read_text())['model.hidden_size'] == 4
 
 
 def test_a_rule_that_cannot_be_imported_is_refused_before_any_data_is_read():
