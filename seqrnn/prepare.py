@@ -101,6 +101,12 @@ def setup(configs, started=None):
            'train': train}  # the arrays themselves, for a rule that measures the series
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats, s)
                                       for c, s in zip(configs, started or [None] * len(configs)))))
+  first = config_lib.to_flat_dict(configs[0])
+  differ = sorted({k for c in configs[1:] for k in config_lib.resume_conflicts(first, c)}
+                  - set(config_lib.fields_with('vectorised')))
+  if differ:  # one model and one reading of the data serve every run of a group
+    raise ValueError(f'the runs\' workdirs began with different {", ".join(differ)} (which '
+                     f'config.adapt keeps as each run began): train them one by one')
   if any(k.startswith('data.') and k not in BATCH_SIZES for k in changes[0]):
     dataset, buckets = prepare_data(configs[0])  # the rule chose how the data are read
     train = dataset.splits['train']

@@ -12,7 +12,7 @@ import pytest
 from experiments.configs import ud_pos
 from seqrnn import config as config_lib
 from seqrnn import train_and_evaluate
-from seqrnn.run import evaluate_checkpoint
+from seqrnn.run import evaluate_checkpoint, train_runs
 from helpers import restore_checkpoint
 from test_data import CONLLU
 
@@ -98,6 +98,8 @@ def test_a_run_resumes_and_is_evaluated_as_it_began_after_its_rule_changed(tmp_p
   assert step == 4 and 0 <= metrics['accuracy'] <= 1
   train_and_evaluate(config, tmp_path / 'new')  # a new run takes the rule as it is now
   assert json.loads((tmp_path / 'new' / 'config.json').read_text())['model.hidden_size'] == 4
+  with pytest.raises(ValueError, match=r'began with different model.hidden_size'):
+    train_runs([config, config], [tmp_path / 'run', tmp_path / 'new'])  # one model for both
 
 
 def test_a_rule_that_cannot_be_imported_is_refused_before_any_data_is_read():
