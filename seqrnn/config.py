@@ -516,7 +516,7 @@ def adapted(config, stats, started=None):
   """(`config` as its config.adapt rule sets it for a training split of `stats`, the
   {field: (before, after)} it changed). A rule may not change config.adapt itself.
 
-  `started` is the flat config a workdir's run began with (`workdir.saved_config`): where
+  `started` is the flat config of a workdir's run (`workdir.saved_config`): where
   the rule now sets a field a resume may not change (`Field.fixed`) to another value than
   that run's, the run's value is kept, so a rule that chooses differently since (a newer
   config file) leaves the workdir resumable. A field the researcher set is not the rule's."""

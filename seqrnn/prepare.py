@@ -10,6 +10,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from seqrnn import config as config_lib
 from seqrnn import data as data_lib
+from seqrnn import group
 from seqrnn.batch import validate_batch
 from seqrnn.data import batching
 from seqrnn.models import build_model
@@ -101,10 +102,9 @@ def setup(configs, started=None):
            'train': train}  # the arrays themselves, for a rule that measures the series
   configs, changes = map(list, zip(*(config_lib.adapted(c, stats, s)
                                       for c, s in zip(configs, started or [None] * len(configs)))))
-  first = config_lib.to_flat_dict(configs[0])
-  differ = sorted({k for c in configs[1:] for k in config_lib.resume_conflicts(first, c)}
-                  - set(config_lib.fields_with('vectorised')))
-  if differ:  # one model and one reading of the data serve every run of a group
+  if len({group.group_key(c) for c in configs}) > 1:  # as train_runs checks before the rule:
+    flat = [config_lib.to_flat_dict(c) for c in configs]  # one model, one reading of the data
+    differ = sorted({k for f in flat[1:] for k in f if f[k] != flat[0][k]} - set(group.VECTORISED))
     raise ValueError(f'the runs\' workdirs began with different {", ".join(differ)} (which '
                      f'config.adapt keeps as each run began): train them one by one')
   if any(k.startswith('data.') and k not in BATCH_SIZES for k in changes[0]):

@@ -55,9 +55,9 @@ def _stop_on_signals():
       signal.signal(s, handler)
 
 
-def _check_resume(workdir, config):
-  """Refuses a workdir whose run used other values of the fields a resume may not change."""
-  saved = workdir_lib.saved_config(workdir)
+def _check_resume(workdir, saved, config):
+  """Refuses a workdir whose run (`saved`, its flat config) used other values of the fields
+  a resume may not change."""
   conflicts = config_lib.resume_conflicts(saved, config) if saved else {}
   if conflicts:
     detail = '; '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in conflicts.items())
@@ -216,10 +216,11 @@ def _jit_predict_and_eval(state, batch):
 
 
 def _train(configs, workdirs, restart_from_scratch, on_eval):
-  setup = prepare.setup(configs, started=[workdir_lib.saved_config(w) for w in workdirs])
+  saved = [workdir_lib.saved_config(w) for w in workdirs]
+  setup = prepare.setup(configs, started=saved)
   configs = setup.configs  # config.adapt's rule applied, train.num_epochs now in steps
-  for config, workdir in zip(configs, workdirs):
-    _check_resume(workdir, config)  # as adapted: what config.json holds
+  for config, workdir, began in zip(configs, workdirs, saved):
+    _check_resume(workdir, began, config)  # as adapted: what config.json holds
   _say_data(configs[0], setup.dataset, setup.buckets, setup.steps_per_epoch)
   if setup.adapted:
     say(f'config.adapt={configs[0].adapt} for this training split: ' + ', '.join(
