@@ -24,6 +24,7 @@ import sys
 from absl import app
 
 from seqrnn.config import better
+from seqrnn.run_state import select_best
 
 STATUS_FILE = 'status.json'  # written by experiments.sweep into each run's workdir
 
@@ -73,10 +74,8 @@ def run_row(run_dir, status=None):
   row = {'run': run_dir.name, 'status': status.get('status', 'done' if any(
       r['split'] == 'test' for r in records) else 'unfinished')}
   row.update(status.get('overrides', {}))
-  if evals:
-    best = evals[0]
-    for r in evals:  # the first of the best, in the metric's direction
-      best = r if better(best_name, r[best_name], best[best_name]) else best
+  if evals:  # the step the run kept in best/
+    best = select_best(evals, best_name, _config(run_dir).get('train.best_loss_margin', 0.0))
     row[f'best_eval_{best_name}'] = best[best_name]
     row['best_step'] = best['step']
   for split, prefix in (('test', 'test_'), ('test_best', 'test_best_')):

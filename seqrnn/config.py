@@ -210,6 +210,11 @@ def _schema():
                              'loss and label_error_rate: lower is better',
                              choices=('accuracy', 'sequence_accuracy', 'span_f1', 'loss',
                                       'label_error_rate')),
+      'train.best_loss_margin': F(0.0, 'with a train.best_metric other than loss: a step is '
+                                  'the best only while its eval loss is at most (1 + this) '
+                                  'times the lowest eval loss so far (accuracy does not choose '
+                                  'a step the loss says has overfit); 0: off',
+                                  bounds='non-negative'),
       'train.label_smoothing': F(0.0, 'train on targets (1 - this) one-hot + this / classes '
                                  '(classification, softmax labelling); eval loss stays the '
                                  'plain cross-entropy', bounds='unit'),

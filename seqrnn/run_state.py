@@ -68,12 +68,15 @@ class Run:
     self.skipped = loop.get('skipped', 0)
     self.best_value = loop.get('best')  # of train.best_metric on eval, None before the first
     self.since_best = loop.get('since_best', 0)  # evaluations since the best (early stopping)
+    # The best step's eval loss and the lowest so far (train.best_loss_margin); None in
+    # checkpoints from before them: the band then starts at the next evaluation.
+    self.best_loss, self.lowest_loss = loop.get('best_loss'), loop.get('lowest_loss')
     metric = config.train.best_metric
     was = None if self.best_value is None else loop.get('best_of') or _saved_best_metric(workdir)
     if self.best_value is not None and was != metric:
       say(f'{workdir}: train.best_metric changed from {was!r} to {metric!r}: the best step is '
           f'chosen again from the next evaluation on')
-      self.best_value, self.since_best = None, 0
+      self.best_value, self.best_loss, self.since_best = None, None, 0
     self.key_data = np.asarray(loop['rng'] if 'rng' in loop else
                                jax.random.key_data(seed_keys(config.seed)[1]), np.uint32)
     self.results, self.error, self.finished = {}, None, False
@@ -114,9 +117,12 @@ class Run:
     self.results['eval'] = metrics
     self.log.write(step, 'eval', metrics)
     name = self.config.train.best_metric
-    if config_lib.better(name, metrics[name], self.best_value):
-      self.best_value, self.since_best = metrics[name], 0
-      self.best.save(state, {name: self.best_value})
+    loss = metrics['loss']
+    self.lowest_loss = loss if self.lowest_loss is None else min(loss, self.lowest_loss)
+    best = None if self.best_value is None else {name: self.best_value, 'loss': self.best_loss}
+    if is_new_best(name, metrics, best, self.lowest_loss, self.config.train.best_loss_margin):
+      self.best_value, self.best_loss, self.since_best = metrics[name], loss, 0
+      self.best.save(state, {name: self.best_value, 'loss': loss})
     else:
       self.since_best += 1
 
@@ -130,11 +136,44 @@ class Run:
     self.checkpoints.save(state, {
         'window': self.window or {}, 'skipped': self.skipped, 'best': self.best_value,
         'best_of': self.config.train.best_metric, 'since_best': self.since_best,
+        'best_loss': self.best_loss, 'lowest_loss': self.lowest_loss,
         'rng': self.key_data.tolist(), 'data_position': step})  # the next batch is step + 1's
 
   def close(self):
     for close in (self.log.close, self.checkpoints.close, self.best.close):
       close()
+
+
+def is_new_best(metric, metrics, best, lowest_loss, margin):
+  """Whether eval `metrics` ({name: value}) become the selected step.
+
+  `best` is the current best step's {metric: value, 'loss': value} (None before any;
+  its loss None in checkpoints from before train.best_loss_margin), `lowest_loss` the
+  lowest eval loss so far, this eval's included. With `margin` > 0 a step is eligible
+  only while its eval loss is at most (1 + margin) * lowest_loss, so that accuracy
+  cannot select a step the loss says has overfit; the best only leaves that band when
+  the lowest loss falls, i.e. at an eval that is itself eligible, which then replaces it.
+  """
+  if best is None:
+    return True
+  if margin and metric != 'loss':
+    bound = (1 + margin) * lowest_loss
+    if metrics['loss'] > bound:
+      return False
+    if best.get('loss') is not None and best['loss'] > bound:
+      return True
+  return config_lib.better(metric, metrics[metric], best[metric])
+
+
+def select_best(evals, metric, margin=0.0):
+  """The record of `evals` (eval metric dicts, in step order) that a run keeps in best/
+  with train.best_metric=`metric` and train.best_loss_margin=`margin`; None if empty."""
+  best = lowest = None
+  for record in evals:
+    lowest = record['loss'] if lowest is None else min(lowest, record['loss'])
+    if is_new_best(metric, record, best, lowest, margin):
+      best = record
+  return best
 
 
 def _saved_best_metric(workdir):

@@ -5,9 +5,11 @@ evaluations without a better one, alone or in a vectorised group, and stays stop
 import numpy as np
 import pytest
 
+from experiments import report
 from helpers import digits_config, metric_records
 from seqrnn import train_and_evaluate
 from seqrnn.run import train_runs
+from seqrnn.run_state import select_best
 
 
 def _config(num_steps=200, **train):
@@ -89,3 +91,48 @@ def test_changing_best_metric_on_a_resume_chooses_the_best_step_again(tmp_path, 
   evals = [(s, v) for s, v in _evals(tmp_path, 'loss') if s > 50]
   results = [r for r in metric_records(tmp_path) if r['split'] == 'test_best']
   assert results[-1]['step'] == _best_step(evals, lower=True)
+
+
+# train.best_loss_margin: accuracy chooses only among steps whose eval loss is near the lowest.
+_EVALS = [  # (step, accuracy, loss), hand-made
+    (1, 0.80, 1.00),
+    (2, 0.85, 1.03),  # in the band (<= 1.05): more accurate, the best
+    (3, 0.90, 1.10),  # above 1.05: not eligible, however accurate
+    (4, 0.84, 0.98),  # a new lowest loss: the band is now <= 1.029, step 2 left it
+    (5, 0.91, 1.02),  # in the band and more accurate than step 4
+    (6, 0.95, 1.20),  # overfit: not eligible
+]
+
+
+def _select(margin):
+  evals = [{'step': s, 'accuracy': a, 'loss': l} for s, a, l in _EVALS]
+  return select_best(evals, 'accuracy', margin)['step']
+
+
+def test_within_the_loss_margin_accuracy_chooses_and_a_best_that_leaves_the_band_is_replaced():
+  assert _select(0.05) == 5
+  assert _select(0.0) == 6  # off: the best eval accuracy
+  assert _select(1e-9) == 4  # nothing but the lowest loss is eligible
+
+
+def test_a_run_with_a_loss_margin_keeps_a_step_within_it(tmp_path):
+  plain = train_and_evaluate(_config(), tmp_path / 'plain')
+  evals = metric_records(tmp_path / 'plain')
+  evals = {r['step']: r for r in evals if r['split'] == 'eval'}
+  lowest = min(r['loss'] for r in evals.values())
+  # The high learning rate overfits: the most accurate step is far above the lowest loss.
+  assert evals[plain['best_step']]['loss'] > 1.05 * lowest
+  margin = train_and_evaluate(_config(best_loss_margin=0.05), tmp_path / 'margin')
+  assert evals[margin['best_step']]['loss'] <= 1.05 * lowest  # the same evaluations
+  assert margin['best_step'] != plain['best_step']
+  assert report.run_row(tmp_path / 'margin')['best_step'] == margin['best_step']  # the report's
+  tiny = train_and_evaluate(_config(best_loss_margin=1e-9), tmp_path / 'tiny')
+  assert tiny['best_step'] == _best_step(_evals(tmp_path / 'plain', 'loss'), lower=True)
+
+
+def test_a_resumed_run_keeps_the_margins_best_as_the_uninterrupted_run_does(tmp_path):
+  whole = train_and_evaluate(_config(best_loss_margin=0.05), tmp_path / 'whole')
+  train_and_evaluate(_config(num_steps=100, best_loss_margin=0.05), tmp_path / 'parts')
+  parts = train_and_evaluate(_config(best_loss_margin=0.05), tmp_path / 'parts')
+  assert parts['best_step'] == whole['best_step']
+  assert parts['test_best'] == whole['test_best']

@@ -22,10 +22,13 @@ from seqrnn import config as config_lib
 from seqrnn import prepare
 from seqrnn.checkpoint import Checkpoints
 from seqrnn.run import _evaluate  # the loop's own evaluation
+from seqrnn.run_state import select_best
 
 _RUNS = flags.DEFINE_list('runs', ['uea.py:ArrowHead'], 'CONFIG_FILE:ARG of experiments/configs')
 _SET = flags.DEFINE_multi_string('set', [], 'FIELD=VALUE (a Python literal) for every run')
 _EVERY = flags.DEFINE_integer('every', 50, 'Steps between evaluations and kept checkpoints')
+_MARGIN = flags.DEFINE_float('margin', 0.05, 'train.best_loss_margin of the rule '
+                             '"eval accuracy within the margin"')
 _WORKDIR = flags.DEFINE_string('workdir', '/tmp/selection', 'A workdir per run under it')
 
 
@@ -63,8 +66,11 @@ def measure(spec, workdir):
                            setup.buckets, put)['accuracy']
   checkpoints.close()
   steps = sorted(evals)
+  (workdir / 'selection.json').write_text(json.dumps(
+      {s: {'eval': evals[s], 'test accuracy': test[s]} for s in steps}))
   chosen = {
       'eval accuracy': max(steps, key=lambda s: (evals[s]['accuracy'], -s)),
+      'within margin': select_best([evals[s] for s in steps], 'accuracy', _MARGIN.value)['step'],
       'eval loss': min(steps, key=lambda s: (evals[s]['loss'], s)),
       'last step': steps[-1],
       'oracle': max(steps, key=lambda s: test[s]),
@@ -75,7 +81,7 @@ def measure(spec, workdir):
 def main(argv):
   del argv
   root = pathlib.Path(_WORKDIR.value)
-  rules = ('eval accuracy', 'eval loss', 'last step', 'oracle')
+  rules = ('eval accuracy', 'within margin', 'eval loss', 'last step', 'oracle')
   print('| run | ' + ' | '.join(f'{r}: step, test acc' for r in rules) + ' |')
   print('|---' * (len(rules) + 1) + '|')
   table = []
