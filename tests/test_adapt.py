@@ -45,7 +45,8 @@ def test_the_rule_keeps_what_a_researcher_set_and_leaves_large_treebanks_alone()
   assert (small.model.dropout_rate, small.model.words.embed_dropout) == (0.1, 0.33)
   assert changed == {'model.words.embed_dropout': (0.2, 0.33),
                      'model.words.char_encoder': ('cnn', 'lstm'),
-                     'train.label_smoothing': (0.0, 0.2)}
+                     'train.label_smoothing': (0.0, 0.2),
+                     'train.best_loss_margin': (0.0, 0.05)}
   large, changed = config_lib.adapted(ud_pos.get_config(),
                                       {'sequences': ud_pos.SMALL, 'steps': 60_000, 'classes': 17})
   assert changed == {} and large.model.dropout_rate == 0.3
