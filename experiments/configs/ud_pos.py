@@ -14,9 +14,9 @@ read on its own, so `batch_size` counts rows. `--config.data.treebank.tag_column
 predicts the treebank's own tags. `:debug` is a seconds-long smoke run.
 
 Treebanks under 3,000 training sentences get more dropout, Plank et al.'s character
-BiLSTM, label smoothing and a best step within 5% of the lowest dev loss, and those under 10,000 training words every word type its own
-embedding, chosen from the training split's size once it is loaded (`by_size`,
-`config.adapt`; `--config.adapt=` turns it off).
+BiLSTM, label smoothing and a best step within 5% of the lowest dev loss, and those under
+10,000 training words every word type its own embedding, chosen from the training split's
+size once it is loaded (`by_size`, `config.adapt`; `--config.adapt=` turns it off).
 """
 
 from seqrnn.config import apply_variant, debug_variant, default_config, set_field, to_flat_dict
