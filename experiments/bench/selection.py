@@ -68,10 +68,11 @@ def measure(spec, workdir):
   steps = sorted(evals)
   (workdir / 'selection.json').write_text(json.dumps(
       {s: {'eval': evals[s], 'test accuracy': test[s]} for s in steps}))
+  ordered = [evals[s] for s in steps]  # the loop's own rule for the first three
   chosen = {
-      'eval accuracy': max(steps, key=lambda s: (evals[s]['accuracy'], -s)),
-      'within margin': select_best([evals[s] for s in steps], 'accuracy', _MARGIN.value)['step'],
-      'eval loss': min(steps, key=lambda s: (evals[s]['loss'], s)),
+      'eval accuracy': select_best(ordered, 'accuracy')['step'],
+      'within margin': select_best(ordered, 'accuracy', _MARGIN.value)['step'],
+      'eval loss': select_best(ordered, 'loss')['step'],
       'last step': steps[-1],
       'oracle': max(steps, key=lambda s: test[s]),
   }
