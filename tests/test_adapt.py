@@ -33,8 +33,8 @@ def test_a_small_treebank_gets_more_regularisation_said_and_written_to_config_js
   train_and_evaluate(config, tmp_path / 'run')
   saved = json.loads((tmp_path / 'run' / 'config.json').read_text())
   assert (saved['model.dropout_rate'], saved['model.words.embed_dropout']) == (0.5, 0.33)
-  assert ('model.dropout_rate 0.3 -> 0.5, model.words.embed_dropout 0.2 -> 0.33'
-          in capsys.readouterr().out)
+  assert ('model.dropout_rate 0.3 -> 0.5, model.words.char_hidden_size 64 -> 128, '
+          'model.words.embed_dropout 0.2 -> 0.33' in capsys.readouterr().out)
 
 
 def test_the_rule_keeps_what_a_researcher_set_and_leaves_large_treebanks_alone():
@@ -57,11 +57,12 @@ def test_a_treebank_of_few_words_gives_every_word_type_its_own_embedding():
   assert ud_pos.FEW_WORDS == 10_000
   tiny, changed = config_lib.adapted(ud_pos.get_config(), tamil)
   assert changed['data.treebank.min_count'] == (2, 1) and tiny.model.dropout_rate == 0.5
+  assert changed['model.words.char_hidden_size'] == (64, 128)  # read more from the spelling
   config = ud_pos.get_config()
   config.data.treebank.min_count = 3  # as --config.data.treebank.min_count=3 would
   assert config_lib.adapted(config, tamil)[0].data.treebank.min_count == 3
   words = config_lib.adapted(ud_pos.get_config(), {**tamil, 'steps': ud_pos.FEW_WORDS})[0]
-  assert words.data.treebank.min_count == 2
+  assert (words.data.treebank.min_count, words.model.words.char_hidden_size) == (2, 64)
 
 
 def narrow(config, stats):
