@@ -52,7 +52,7 @@ def test_the_rule_keeps_what_a_researcher_set_and_leaves_large_treebanks_alone()
   assert changed == {} and large.model.dropout_rate == 0.3
 
 
-def test_a_treebank_of_few_words_gives_every_word_type_its_own_embedding():
+def test_a_treebank_of_few_words_gives_each_word_type_an_embedding_and_more_character_units():
   tamil = {'sequences': 400, 'steps': 6_329, 'classes': 15}
   assert ud_pos.FEW_WORDS == 10_000
   tiny, changed = config_lib.adapted(ud_pos.get_config(), tamil)
