@@ -297,6 +297,7 @@ def debug_variant(config):
   """`config` shrunk to a seconds-long smoke run (what `--config=FILE:debug` selects)."""
   config.model.hidden_size = 16
   config.model.words.embed_dim = 16
+  config.model.words.char_hidden_size = 16  # a rule for small data would not widen it back
   config.model.num_layers = 1
   config.train.num_steps = 20
   config.train.log_every_steps = config.train.eval_every_steps = 10
