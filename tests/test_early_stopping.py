@@ -14,7 +14,9 @@ from seqrnn.run_state import select_best
 
 def _config(num_steps=200, **train):
   # Evaluations every 10 steps at a high learning rate: the eval loss soon stops falling.
-  config = digits_config(num_steps, eval_every_steps=10, **train)
+  # Checkpoints every 50 (a stop, an end and a new best save one too): an Orbax save is
+  # most of a step's cost in these small runs.
+  config = digits_config(num_steps, eval_every_steps=10, **{'checkpoint_every_steps': 50, **train})
   config.optim.learning_rate = 0.03
   return config
 
@@ -70,7 +72,7 @@ def test_a_stopped_run_stays_stopped_and_a_longer_patience_goes_on(tmp_path):
 
 
 def test_in_a_vectorised_group_each_run_stops_on_its_own_as_it_would_alone(tmp_path):
-  configs = [_config(best_metric='loss', early_stopping_patience=2) for _ in range(2)]
+  configs = [_config(120, best_metric='loss', early_stopping_patience=2) for _ in range(2)]
   configs[1].optim.learning_rate, configs[1].seed = 0.003, 1  # a slower run: stops later
   together = train_runs(configs, [tmp_path / 'g0', tmp_path / 'g1'])
   for k, config in enumerate(configs):
@@ -115,21 +117,28 @@ def test_within_the_loss_margin_accuracy_chooses_and_a_best_that_leaves_the_band
   assert _select(1e-9) == 4  # nothing but the lowest loss is eligible
 
 
-def test_a_run_with_a_loss_margin_keeps_a_step_within_it(tmp_path):
+@pytest.fixture(scope='module')
+def margin_run(tmp_path_factory):
+  """(results, workdir) of a run with train.best_loss_margin=0.05."""
+  workdir = tmp_path_factory.mktemp('margin')
+  return train_and_evaluate(_config(best_loss_margin=0.05), workdir), workdir
+
+
+def test_a_run_with_a_loss_margin_keeps_a_step_within_it(tmp_path, margin_run):
   plain = train_and_evaluate(_config(), tmp_path / 'plain')
   evals = metric_records(tmp_path / 'plain')
   evals = {r['step']: r for r in evals if r['split'] == 'eval'}
   lowest = min(r['loss'] for r in evals.values())
   # The high learning rate overfits: the most accurate step is far above the lowest loss.
   assert evals[plain['best_step']]['loss'] > 1.05 * lowest
-  margin = train_and_evaluate(_config(best_loss_margin=0.05), tmp_path / 'margin')
+  margin, workdir = margin_run
   assert evals[margin['best_step']]['loss'] <= 1.05 * lowest  # the same evaluations
   assert margin['best_step'] != plain['best_step']
-  assert report.run_row(tmp_path / 'margin')['best_step'] == margin['best_step']  # the report's
+  assert report.run_row(workdir)['best_step'] == margin['best_step']  # the report's
 
 
-def test_a_resumed_run_keeps_the_margins_best_as_the_uninterrupted_run_does(tmp_path):
-  whole = train_and_evaluate(_config(best_loss_margin=0.05), tmp_path / 'whole')
+def test_a_resumed_run_keeps_the_margins_best_as_the_uninterrupted_run_does(tmp_path, margin_run):
+  whole, _ = margin_run
   train_and_evaluate(_config(num_steps=100, best_loss_margin=0.05), tmp_path / 'parts')
   parts = train_and_evaluate(_config(best_loss_margin=0.05), tmp_path / 'parts')
   assert parts['best_step'] == whole['best_step']

@@ -18,7 +18,7 @@ from seqrnn.data import batching
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OVERRIDES = {'model.hidden_size': 16, 'data.batch_size': 32, 'optim.schedule': 'constant',
-             'train.num_steps': 600, 'train.log_every_steps': 50,
+             'train.num_steps': 400, 'train.log_every_steps': 50,
              'train.eval_every_steps': 200, 'train.checkpoint_every_steps': 100}
 
 
@@ -42,13 +42,13 @@ def test_sigkill_between_checkpoints_then_restart_equals_the_uninterrupted_run(t
   deadline = time.time() + 120
   while time.time() < deadline:  # kill once training is past a checkpoint
     records = metric_records(killed) if (killed / 'metrics.jsonl').exists() else []
-    if records and records[-1]['step'] >= 250:
+    if records and records[-1]['step'] >= 150:
       break
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   last_logged = metric_records(killed)[-1]['step']
-  assert last_logged < 600, 'the run finished before it could be killed'
+  assert last_logged < 400, 'the run finished before it could be killed'
   assert restore_checkpoint(killed / 'checkpoints')[0] <= last_logged
 
   restarted = _launch(killed)

@@ -18,9 +18,9 @@ from seqrnn.data import batching
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = ['--config=experiments/configs/digits.py', '--config.model.hidden_size=16',
-         '--config.optim.schedule=constant', '--config.train.num_steps=200',
-         '--config.train.log_every_steps=10', '--config.train.eval_every_steps=100',
-         '--config.train.checkpoint_every_steps=100']
+         '--config.optim.schedule=constant', '--config.train.num_steps=100',
+         '--config.train.log_every_steps=10', '--config.train.eval_every_steps=50',
+         '--config.train.checkpoint_every_steps=50']
 
 
 def _free_port():
@@ -82,7 +82,7 @@ def test_two_processes_train_and_evaluate_as_one_process_does(runs):
   (one, _), (two, outs) = runs['one'], runs['two']
   step_one, params_one = _params(one)
   step_two, params_two = _params(two)
-  assert step_one == step_two == 200
+  assert step_one == step_two == 100
   # The same maths; the cross-device sums run in another order.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
                params_one, params_two)
@@ -113,7 +113,7 @@ def test_a_sigterm_to_one_process_stops_both_at_one_step_and_the_restart_resumes
   processes[1].send_signal(signal.SIGTERM)  # process 1 only
   codes, outs = _finish(processes)
   stopped = [int(err.split('stopped by a signal at step ')[1].split(';')[0]) for _, err in outs]
-  assert codes == [1, 1] and stopped[0] == stopped[1] < 200, [err[-1500:] for _, err in outs]
+  assert codes == [1, 1] and stopped[0] == stopped[1] < 100, [err[-1500:] for _, err in outs]
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir())[-1] == stopped[0]
 
   _run(workdir, 2)
@@ -153,11 +153,11 @@ def test_training_shares_are_disjoint_and_cover_the_global_batch(process_count):
 def test_processes_given_different_configs_stop_at_once_naming_the_fields(tmp_path):
   codes, outs = _finish(_launch(tmp_path, 2, extra=[
       ['--config.model.dropout_rate=0.1'],
-      ['--config.model.dropout_rate=0.3', '--config.train.num_steps=100']]))
+      ['--config.model.dropout_rate=0.3', '--config.train.num_steps=60']]))
   assert codes == [1, 1], [err[-1500:] for _, err in outs]
   for _, err in outs:
     assert ('the processes of this run were given different configs (model.dropout_rate: '
-            'process 0 0.1, process 1 0.3; train.num_steps: process 0 200, process 1 100)') in err
+            'process 0 0.1, process 1 0.3; train.num_steps: process 0 100, process 1 60)') in err
   assert not (tmp_path / 'config.json').exists() and not (tmp_path / 'checkpoints').exists()
 
 
@@ -165,7 +165,7 @@ def test_a_vectorised_group_on_two_processes_trains_as_on_one(tmp_path):
   sweep = tmp_path / 'seeds.py'
   sweep.write_text("def get_sweep():\n  return [{'seed': 0}, {'seed': 1, "
                    "'optim.learning_rate': 3e-3}]\n")
-  overrides = [f for f in FLAGS if 'num_steps' not in f] + ['--config.train.num_steps=100']
+  overrides = [f for f in FLAGS if 'num_steps' not in f] + ['--config.train.num_steps=40']
   outs = {}
   for n in (1, 2):
     env = xla_env(4 // n)

@@ -74,7 +74,7 @@ def test_parallel_equals_the_sequential_loop_outputs_carries_and_gradients(cell,
       return (outputs ** 2).sum() + sum((l ** 2).sum() for l in jax.tree.leaves(carries)), (
           carries, outputs)
 
-    (_, aux), grads = jax.value_and_grad(loss, (0, 1), has_aux=True)(params, x)
+    (_, aux), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(params, x)
     results.append((aux, grads))
   for a, b in zip(*map(jax.tree.leaves, results), strict=True):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
