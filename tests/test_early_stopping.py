@@ -14,8 +14,8 @@ from seqrnn.run_state import select_best
 
 def _config(num_steps=200, **train):
   # Evaluations every 10 steps at a high learning rate: the eval loss soon stops falling.
-  # Checkpoints every 50 (a stop, an end and a new best save one too): an Orbax save is
-  # most of a step's cost in these small runs.
+  # Checkpoints every 50 (a stop, the end and each new best save one too): Orbax saves were
+  # most of these small runs' time (every 10 steps: 31 saves, 6.0 s of a 200-step run's 9.5 s).
   config = digits_config(num_steps, eval_every_steps=10, **{'checkpoint_every_steps': 50, **train})
   config.optim.learning_rate = 0.03
   return config
@@ -73,7 +73,7 @@ def test_a_stopped_run_stays_stopped_and_a_longer_patience_goes_on(tmp_path):
 
 def test_in_a_vectorised_group_each_run_stops_on_its_own_as_it_would_alone(tmp_path):
   configs = [_config(120, best_metric='loss', early_stopping_patience=2) for _ in range(2)]
-  configs[1].optim.learning_rate, configs[1].seed = 0.003, 1  # a slower run: stops later
+  configs[1].optim.learning_rate, configs[1].seed = 0.003, 1  # slower: still improving at 120
   together = train_runs(configs, [tmp_path / 'g0', tmp_path / 'g1'])
   for k, config in enumerate(configs):
     alone = train_and_evaluate(config, tmp_path / f'a{k}')
