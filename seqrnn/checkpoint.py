@@ -15,6 +15,8 @@ import hashlib
 import logging
 import pathlib
 import sys
+import traceback
+import types
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,58 @@ class _AskedForReadOnly(logging.Filter):
 
 
 logging.getLogger('absl').addFilter(_AskedForReadOnly())
+
+
+# A restore that fails leaves reads behind. Orbax restores in an event loop of its own and
+# closes it as soon as one array's read fails, while TensorStore still reads the others
+# (after one missing manifest, every array's read fails). Each of them then reports to the
+# closed loop from a thread of its own, which Python prints as a "RuntimeError: Event loop
+# is closed" traceback; asyncio logs the errors nobody awaits any more ("Task exception was
+# never retrieved", or "Future ..."); and the reading coroutines left unfinished raise when
+# they are collected ("Exception ignored in: <coroutine ...>"). Dozens of tracebacks in all,
+# for a damage that `Checkpoints.restore` says in one line: these three are dropped,
+# nothing else is.
+_ORBAX = pathlib.Path(ocp.__file__).parent
+
+
+def _is_abandoned_read(unraisable):
+  """Whether an unraisable exception is a read a failed restore left: an Orbax coroutine
+  collected unfinished, or a read reporting to its closed event loop."""
+  if isinstance(unraisable.object, types.CoroutineType):
+    return pathlib.Path(unraisable.object.cr_code.co_filename).is_relative_to(_ORBAX)
+  frames = [f.name for f in traceback.extract_tb(unraisable.exc_traceback)]
+  return (unraisable.object is None and unraisable.exc_type is RuntimeError
+          and str(unraisable.exc_value) == 'Event loop is closed'
+          and frames[-2:] == ['call_soon_threadsafe', '_check_closed'])
+
+
+class _UnawaitedReadError(logging.Filter):
+  """Drops asyncio's log of a TensorStore read's error that nobody awaited."""
+
+  def filter(self, record):
+    error = record.exc_info[1] if record.exc_info else None
+    return not (record.getMessage().startswith(('Task exception was never retrieved',
+                                                'Future exception was never retrieved'))
+                and 'tensorstore_spec=' in str(error))
+
+
+logging.getLogger('asyncio').addFilter(_UnawaitedReadError())
+
+
+def _quiet_abandoned_reads():
+  """From now on, drops the unraisable exceptions of `_is_abandoned_read`; every other
+  goes to the hook there was. Installed once, by the first restore (the hook is the
+  process's: a library sets it only where it reads checkpoints)."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_abandoned_reads', False):
+    return
+
+  def hook(unraisable):
+    if not _is_abandoned_read(unraisable):
+      previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
 
 
 class NoUsableCheckpoint(RuntimeError):
@@ -89,6 +143,7 @@ class Checkpoints:
                                f'(it has {sorted(steps)})')
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state))
     target_shapes = _shapes(target)
+    _quiet_abandoned_reads()  # before a restore can fail: its abandoned reads follow at once
     for s in steps if step is None else [step]:
       try:
         saved = self._manager.item_metadata(s)['state']

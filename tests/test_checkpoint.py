@@ -1,13 +1,17 @@
 """A damaged checkpoint is never restored: it is set aside and the one before it used."""
 
+import asyncio
+import logging
 import shutil
+import sys
+import types
 
 import jax
 import numpy as np
 import pytest
 
 from helpers import digits_config, metric_records, restore_checkpoint
-from seqrnn import train_and_evaluate
+from seqrnn import checkpoint, train_and_evaluate
 from seqrnn.checkpoint import CheckpointMismatch, NoUsableCheckpoint
 
 
@@ -47,6 +51,10 @@ DAMAGE = {
 }
 
 
+# Orbax closes a failed restore's event loop while TensorStore still reads the other arrays:
+# their callbacks to the closed loop must not reach the user as tracebacks (pytest makes
+# each one a PytestUnraisableExceptionWarning; here, an error).
+@pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.parametrize('damage', DAMAGE)
 def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
     trained, tmp_path, capfd, damage):
@@ -64,6 +72,54 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_o
   jax.tree.map(np.testing.assert_array_equal, restore_checkpoint(workdir / 'checkpoints', 30)[1],
                restore_checkpoint(whole / 'checkpoints', 30)[1])
   assert metric_records(workdir) == metric_records(whole)
+
+
+def _coroutine_defined_in(path):
+  namespace = {}
+  exec(compile('async def read(): pass', str(path), 'exec'), namespace)
+  return namespace['read']()
+
+
+def test_only_reads_a_failed_restore_left_are_kept_from_the_user(monkeypatch):
+  seen = []
+  monkeypatch.setattr(sys, 'unraisablehook', seen.append)
+  checkpoint._quiet_abandoned_reads()
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)  # what each read left running does when it ends
+  except RuntimeError as e:
+    closed = e
+  orbax_read = _coroutine_defined_in(checkpoint._ORBAX / 'reads.py')
+  our_read = _coroutine_defined_in(__file__)
+
+  def unraisable(exc, obj=None):
+    return types.SimpleNamespace(exc_type=type(exc), exc_value=exc,
+                                 exc_traceback=exc.__traceback__, err_msg=None, object=obj)
+
+  sys.unraisablehook(unraisable(closed))  # dropped
+  sys.unraisablehook(unraisable(closed, obj=loop))  # from an object's finaliser: shown
+  elsewhere = RuntimeError('Event loop is closed')  # the same words raised elsewhere: shown
+  sys.unraisablehook(unraisable(elsewhere))
+  collected = ValueError('a coroutine collected unfinished')
+  sys.unraisablehook(unraisable(collected, obj=orbax_read))  # Orbax's: dropped
+  sys.unraisablehook(unraisable(collected, obj=our_read))  # anyone else's: shown
+  orbax_read.close(), our_read.close()
+  assert [(u.exc_value, u.object) for u in seen] == [(closed, loop), (elsewhere, None),
+                                                     (collected, our_read)]
+
+
+def test_only_read_errors_nobody_awaits_are_kept_from_the_log():
+  def record(message, error):
+    return logging.LogRecord('asyncio', logging.ERROR, __file__, 1, message, None,
+                             (type(error), error, None))
+
+  unawaited = checkpoint._UnawaitedReadError()
+  read_error = ValueError("NOT_FOUND: Error opening \"zarr\" driver [tensorstore_spec='{}']")
+  assert not unawaited.filter(record('Task exception was never retrieved', read_error))
+  assert not unawaited.filter(record('Future exception was never retrieved', read_error))
+  assert unawaited.filter(record('Task exception was never retrieved', ValueError('other')))
+  assert unawaited.filter(record('Exception in callback', read_error))
 
 
 def test_when_no_checkpoint_is_usable_the_run_stops_with_one_message(trained, tmp_path, capfd):
