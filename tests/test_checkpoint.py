@@ -51,9 +51,9 @@ DAMAGE = {
 }
 
 
-# Orbax closes a failed restore's event loop while TensorStore still reads the other arrays:
-# their callbacks to the closed loop must not reach the user as tracebacks (pytest makes
-# each one a PytestUnraisableExceptionWarning; here, an error).
+# The reads a failed restore leaves behind (seqrnn.checkpoint) must not reach the user as
+# tracebacks: pytest makes each unraisable exception a PytestUnraisableExceptionWarning, here
+# an error, and asyncio's logs of them would be in `err`.
 @pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.parametrize('damage', DAMAGE)
 def test_a_damaged_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
