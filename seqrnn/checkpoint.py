@@ -57,10 +57,12 @@ def _is_abandoned_read(unraisable):
   collected unfinished, or a read reporting to its closed event loop."""
   if isinstance(unraisable.object, types.CoroutineType):
     return pathlib.Path(unraisable.object.cr_code.co_filename).is_relative_to(_ORBAX)
-  frames = [f.name for f in traceback.extract_tb(unraisable.exc_traceback)]
-  return (unraisable.object is None and unraisable.exc_type is RuntimeError
-          and str(unraisable.exc_value) == 'Event loop is closed'
-          and frames[-2:] == ['call_soon_threadsafe', '_check_closed'])
+  if not (unraisable.object is None and unraisable.exc_type is RuntimeError
+          and str(unraisable.exc_value) == 'Event loop is closed'):
+    return False
+  # The frames' function names alone: `traceback.extract_tb` would read their source files.
+  frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(unraisable.exc_traceback)]
+  return frames[-2:] == ['call_soon_threadsafe', '_check_closed']
 
 
 class _UnawaitedReadError(logging.Filter):
