@@ -2,7 +2,7 @@
 
   python -m experiments.main --config=experiments/configs/digits.py --workdir=/tmp/digits
 
-About 11-16 s on 2 CPU cores (98.1% test accuracy). `--config=...digits.py:debug` is a seconds-long smoke run.
+About 10-17 s on 2 CPU cores (98.1% test accuracy). `--config=...digits.py:debug` is a seconds-long smoke run.
 """
 
 from seqrnn.config import apply_variant, debug_variant, default_config
