@@ -7,7 +7,8 @@ run's seed (its initial parameters, dropout and data order), learning rate,
 weight decay, clipping norm and dropout, variational dropout and zoneout rates
 as arrays (weight decay lives in the optimiser state already). Everything else,
 each run's workdir, logs, checkpoints, evaluation, signals and many hosts, is
-`seqrnn.run.train_runs`'s, the loop a single run goes through too.
+`seqrnn.run.train_runs`'s, the loop a single run goes through too. A single run's
+step takes the same values as arguments (`hyper_step`, without the vmap).
 """
 
 import json
@@ -52,16 +53,23 @@ def stacked_batch(batches):
   return jax.tree.map(lambda *xs: np.stack(xs), *[batching.pad_to(b, longest) for b in batches])
 
 
-def vectorised_step(configs, model):
-  """(step, hyper): `step(state, batch, key_data, hyper)` is `train_step` vmapped over
-  the model axis, each run with its own dropout key data [K, 2] and with the values
-  `hyper` [K] of its config (clipping and rates off in the group stay Python zeros)."""
+def hyper_step(configs, model):
+  """(step, hyper): `step(state, batch, key_data, hyper)` is `train_step` with the values
+  `hyper` of the runs' configs as arguments (clipping and rates off stay Python zeros) and
+  dropout key data [2]; over K > 1 configs it is vmapped over the model axis ([K] values,
+  key data [K, 2]).
+
+  One run goes through it too, with scalars: its program then holds none of these values, so
+  runs that differ only in them (a search's trials, a sweep's runs one by one, a rerun with
+  another learning rate) load the first one's program from the persistent compilation cache
+  instead of compiling their own.
+  """
   base = configs[0]
   num_steps = base.train.num_steps
   hyper = {f: np.asarray([c[g][f] for c in configs], np.float32)
            for g, f in _ARRAYS if base[g][f] > 0}
 
-  def one(state, batch, key_data, hyper):
+  def train_step_with(state, batch, key_data, hyper):
     optim = types.SimpleNamespace(**{**base.optim.to_dict(), **{
         k: v for k, v in hyper.items() if k in _OPTIM}})
     rates = {k: v for k, v in hyper.items() if k in _RATES}
@@ -73,7 +81,9 @@ def vectorised_step(configs, model):
     new, metrics = train_step(this, batch, jax.random.wrap_key_data(key_data))
     return new.replace(tx=state.tx, apply_fn=state.apply_fn), metrics
 
-  return jax.jit(jax.vmap(one), donate_argnums=0), hyper
+  if len(configs) == 1:
+    return jax.jit(train_step_with, donate_argnums=0), {f: v[0] for f, v in hyper.items()}
+  return jax.jit(jax.vmap(train_step_with), donate_argnums=0), hyper
 
 
 def train_group(configs, workdirs, say=None):

@@ -37,7 +37,7 @@ from seqrnn.cells import cell_state, has_fused_loop, hidden_state, with_states
 from seqrnn import checks
 from seqrnn import cudnn, parallel
 from seqrnn.fused import recurrence
-from seqrnn.masks import per_step_bernoulli, segment_starts, select, time_mask
+from seqrnn.masks import keep_and_scale, per_step_bernoulli, segment_starts, select, time_mask
 
 
 def reverse_padded(x_tb, lengths_b, segments_bt=None):
@@ -246,9 +246,9 @@ class Recurrent(nn.Module):
     h = hidden_state(carry)
     recurrent_mask = keep = None
     if train and is_on(self.recurrent_dropout):
-      rate = self.recurrent_dropout
-      recurrent_mask = (jax.random.bernoulli(self.make_rng('dropout'), 1.0 - rate, h.shape)
-                        / (1.0 - rate)).astype(h.dtype)
+      kept, scale = keep_and_scale(self.recurrent_dropout, h.dtype)
+      recurrent_mask = jax.random.bernoulli(self.make_rng('dropout'), kept,
+                                            h.shape).astype(h.dtype) * scale
     if train and self.zoneout.on():
       key = self.make_rng('dropout')
       keep = tuple(None if not is_on(rate) else per_step_bernoulli(jax.random.fold_in(key, i), rate,

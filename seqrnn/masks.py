@@ -9,6 +9,17 @@ def time_mask(lengths_b, num_steps):
   return (jnp.arange(num_steps)[:, None] < lengths_b[None, :])[..., None]
 
 
+def keep_and_scale(rate, dtype=jnp.float32):
+  """(1 - rate in float32, 1 / (1 - rate) in `dtype`): inverted dropout's keep
+  probability and scale. Both are computed by the same float32 operations whether
+  `rate` is a Python number (folded when the program is built) or a traced scalar
+  (one of the step's arguments, `seqrnn.group.hyper_step`), so a run's dropout is
+  the same to the bit either way. (x / keep with a constant keep is compiled as
+  x * (1 / keep); with a traced keep it would be a true division.)"""
+  keep = jnp.float32(1) - jnp.asarray(rate, jnp.float32)
+  return keep, (jnp.float32(1) / keep).astype(dtype)
+
+
 def per_step_bernoulli(key, p, num_steps, shape):
   """Booleans [num_steps, *shape], True with probability p; step t's from
   `fold_in(key, t)`, so a step's draw does not depend on how many steps follow

@@ -28,7 +28,7 @@ from seqrnn.prepare import (load_and_check_data, packing_line, prepare_data,  # 
                             put_sharded, seed_keys, use_compilation_cache)
 from seqrnn.run_state import Run, say, test_of_best
 from seqrnn.tasks import accumulate, summarize
-from seqrnn.train import eval_step, predict, train_step
+from seqrnn.train import eval_step, predict
 
 
 class Preempted(Exception):
@@ -256,17 +256,16 @@ def _loop(runs, setup, start, on_eval=None):
                     process_index=jax.process_index(),
                     process_count=jax.process_count())
   put_rows = put_sharded(mesh, P('data'))  # [batch, ...]: split by rows over every device
+  jitted, hyper = group.hyper_step(configs, setup.models[0])
   if k_runs == 1:
     state = runs[0].state
-    jitted = jax.jit(train_step, donate_argnums=0)
-    extra = (jax.random.wrap_key_data(runs[0].key_data),)
+    extra = (runs[0].key_data, hyper)
     put = put_rows
     make = lambda step: put(batching.train_batch(dataset.splits['train'], step,
                                                  seed=configs[0].seed, **batch_args))
   else:  # [models, batch, ...]: the batch axis sharded
     state = jax.device_put(group.stack([r.state.replace(tx=setup.states[0].tx) for r in runs]),
                            NamedSharding(mesh, P()))
-    jitted, hyper = group.vectorised_step(configs, setup.models[0])
     extra = (np.stack([r.key_data for r in runs]), hyper)
     put = put_sharded(mesh, P(None, 'data'))
     make = lambda step: put(group.stacked_batch([batching.train_batch(

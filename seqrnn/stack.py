@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from seqrnn import checks
 from seqrnn.cells import make_cell
 from seqrnn.layer import IMPLS, Recurrent, Zoneout, is_on
-from seqrnn.masks import per_step_bernoulli, time_mask
+from seqrnn.masks import keep_and_scale, per_step_bernoulli, time_mask
 
 
 def dropout(key, x_tbh, rate):
@@ -19,16 +19,16 @@ def dropout(key, x_tbh, rate):
   whatever the padded length: padding does not change a training step either.
   `rate` may be a traced scalar (e.g. one per model under `vmap`).
   """
-  keep = 1.0 - rate
+  keep, scale = keep_and_scale(rate, x_tbh.dtype)
   masks = per_step_bernoulli(key, keep, x_tbh.shape[0], x_tbh.shape[1:])
-  return jnp.where(masks, x_tbh / keep, 0).astype(x_tbh.dtype)
+  return jnp.where(masks, x_tbh * scale, 0).astype(x_tbh.dtype)
 
 
 def sequence_dropout(key, x_tbh, rate):
   """Variational dropout: one mask per sequence [batch, width], the same at every step."""
-  keep = 1.0 - rate
+  keep, scale = keep_and_scale(rate, x_tbh.dtype)
   mask = jax.random.bernoulli(key, keep, x_tbh.shape[1:])
-  return jnp.where(mask, x_tbh / keep, 0).astype(x_tbh.dtype)
+  return jnp.where(mask, x_tbh * scale, 0).astype(x_tbh.dtype)
 
 
 MERGES = ('concat', 'sum')  # how a bidirectional layer joins its two directions

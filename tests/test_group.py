@@ -8,6 +8,7 @@ from helpers import (digits_config, metric_records, restore_checkpoint,
 
 from experiments.sweep import run_name, run_sweep
 from seqrnn.config import set_field
+from seqrnn.data import batching
 from seqrnn.group import group_key
 from seqrnn.run import train_runs
 
@@ -90,6 +91,47 @@ def test_only_seeds_learning_rates_decays_clipping_and_regularisation_rates_vect
   assert group_key(a) != group_key(b)
   with pytest.raises(ValueError, match='differ in .* alone'):
     train_runs([a, b], ['/tmp/never-a', '/tmp/never-b'])
+
+
+def test_one_run_gets_its_values_as_arguments_and_trains_to_the_bit_as_with_them_built_in():
+  # One program for runs that differ only in these values: a search's trials and a sweep's
+  # runs one by one load it from the compilation cache. The step of a program that holds them
+  # as constants is the reference (dropout included: its scale is computed alike).
+  from seqrnn import prepare
+  from seqrnn.group import hyper_step
+  from seqrnn.train import train_step
+
+  def steps(**values):
+    config = digits_config(30)
+    config.optim.name = 'adamw'
+    for name, value in values.items():
+      set_field(config, name, value)
+    setup = prepare.setup([config])
+    batch = {k: jax.numpy.asarray(v) for k, v in batching.train_batch(
+        setup.dataset.splits['train'], 0, batch_size=config.data.batch_size,
+        buckets=setup.buckets, seed=config.seed).items()}
+    key_data = jax.random.key_data(prepare.seed_keys(config.seed)[1])
+    step, hyper = hyper_step(setup.configs, setup.models[0])
+    assert set(hyper) == {'learning_rate', 'grad_clip_norm', 'dropout_rate',
+                          'variational_dropout', 'zoneout_hidden'}
+    built_in = jax.jit(train_step)(setup.states[0], batch, jax.random.wrap_key_data(key_data))
+    given = step(setup.states[0], batch, key_data, hyper)
+    return step.lower(setup.states[0], batch, key_data, hyper).as_text(), built_in, given
+
+  # 0.33 and 0.29: rates whose 1 - rate rounds to another float32 from a double than in float32.
+  text_a, built_in, given = steps(**{'optim.learning_rate': 3e-3, 'optim.grad_clip_norm': 0.7,
+                                     'model.dropout_rate': 0.1, 'model.zoneout_hidden': 0.15,
+                                     'model.variational_dropout': 0.2})
+  jax.tree.map(np.testing.assert_array_equal, built_in, given)
+  text_b, built_in, given = steps(seed=7, **{
+      'optim.learning_rate': 0.07, 'optim.weight_decay': 0.3, 'optim.grad_clip_norm': 0.05,
+      'model.dropout_rate': 0.33, 'model.zoneout_hidden': 0.4, 'model.variational_dropout': 0.29})
+  jax.tree.map(np.testing.assert_array_equal, built_in, given)
+  assert text_a == text_b
+  text_c, _, _ = steps(**{'optim.grad_clip_norm': 0.7, 'model.dropout_rate': 0.1,
+                          'model.zoneout_hidden': 0.15, 'model.variational_dropout': 0.2,
+                          'model.hidden_size': 16})
+  assert text_c != text_a  # another shape: another program
 
 
 PAIR = [{'seed': 0, 'optim.learning_rate': 1e-3}, {'seed': 1, 'optim.learning_rate': 3e-3}]
