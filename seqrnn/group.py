@@ -64,6 +64,14 @@ def hyper_step(configs, model):
   another learning rate) load the first one's program from the persistent compilation cache
   instead of compiling their own.
   """
+  step, hyper = _step_with(configs, model)
+  if len(configs) == 1:
+    return jax.jit(step, donate_argnums=0), {f: v[0] for f, v in hyper.items()}
+  return jax.jit(jax.vmap(step), donate_argnums=0), hyper
+
+
+def _step_with(configs, model):
+  """(train_step_with, hyper [K]) of `hyper_step`, neither jitted nor vmapped."""
   base = configs[0]
   num_steps = base.train.num_steps
   hyper = {f: np.asarray([c[g][f] for c in configs], np.float32)
@@ -81,9 +89,16 @@ def hyper_step(configs, model):
     new, metrics = train_step(this, batch, jax.random.wrap_key_data(key_data))
     return new.replace(tx=state.tx, apply_fn=state.apply_fn), metrics
 
-  if len(configs) == 1:
-    return jax.jit(train_step_with, donate_argnums=0), {f: v[0] for f, v in hyper.items()}
-  return jax.jit(jax.vmap(train_step_with), donate_argnums=0), hyper
+  return train_step_with, hyper
+
+
+def vectorised_step(configs, model):
+  """Deprecated: `hyper_step`, vmapped over the model axis also for one config."""
+  import warnings
+  warnings.warn('seqrnn.group.vectorised_step is deprecated: use seqrnn.group.hyper_step, the '
+                'step of one run or many', DeprecationWarning, stacklevel=2)
+  step, hyper = _step_with(configs, model)
+  return jax.jit(jax.vmap(step), donate_argnums=0), hyper
 
 
 def train_group(configs, workdirs, say=None):
