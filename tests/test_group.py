@@ -123,11 +123,12 @@ def test_one_run_gets_its_values_as_arguments_and_trains_to_the_bit_as_with_them
       return text, built_in, take(given, 0)
     return text, built_in, step(setup.states[0], batch, key_data, hyper)
 
-  # 0.33 and 0.29: rates whose 1 - rate rounds to another float32 from a double than in float32.
   text_a, built_in, given = steps(**{'optim.learning_rate': 3e-3, 'optim.grad_clip_norm': 0.7,
                                      'model.dropout_rate': 0.1, 'model.zoneout_hidden': 0.15,
                                      'model.variational_dropout': 0.2})
   jax.tree.map(np.testing.assert_array_equal, built_in, given)
+  # Dropout 0.33 and variational 0.29: rates whose 1 - rate rounds to another float32 from a
+  # double than in float32.
   b = {'optim.learning_rate': 0.07, 'optim.weight_decay': 0.3, 'optim.grad_clip_norm': 0.05,
        'model.dropout_rate': 0.33, 'model.zoneout_hidden': 0.4, 'model.variational_dropout': 0.29}
   text_b, built_in, given = steps(seed=7, **b)
