@@ -9,9 +9,21 @@ import sys
 # Before JAX starts its backend; subprocesses inherit it (helpers.xla_env adds devices to it).
 os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'),
                                                  '--xla_backend_optimization_level=0']))
+# Most of the suite's time is compiling, and the same programs are compiled again and again: in
+# each test module (their programs are dropped after it, below), each xdist worker and each
+# subprocess, and wherever a function is built anew for each call (a Flax scan's body, a test's
+# closure, the eager ops of `model.init`: thousands of programs of a few milliseconds). All of
+# them go to the runs' persistent cache, whatever their compile time, so each compiles once.
+# Subprocesses inherit the threshold; their runs point JAX at the same directory.
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from seqrnn.config import default_config  # noqa: E402
+from seqrnn.prepare import use_compilation_cache  # noqa: E402
+
+use_compilation_cache(default_config().train.compilation_cache)
 
 # The tests import tests/helpers.py and tests/reference.py, also when run from elsewhere.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
