@@ -102,6 +102,21 @@ def test_compiled_steps_go_to_the_configured_persistent_cache(tmp_path):
   assert any(name.startswith('jit_train_step') for name in entries), entries
 
 
+def test_the_cache_keeps_programs_of_0_2_s_and_over_or_a_lower_threshold_already_set(tmp_path):
+  from seqrnn.prepare import use_compilation_cache
+  name = 'jax_persistent_cache_min_compile_time_secs'
+  directory, threshold = jax.config.jax_compilation_cache_dir, getattr(jax.config, name)
+  try:
+    for before, after in ((1.0, 0.2), (0.5, 0.2), (0.1, 0.1), (0.0, 0.0)):  # JAX's default: 1
+      jax.config.update(name, before)
+      use_compilation_cache(str(tmp_path))
+      assert (jax.config.jax_compilation_cache_dir, getattr(jax.config, name)) == (
+          str(tmp_path), after)
+  finally:  # conftest's: every program, in the suite's directory
+    use_compilation_cache(directory)
+    jax.config.update(name, threshold)
+
+
 def test_the_ud_tagger_trains_on_any_treebank_directory_and_reports_unseen_words(tmp_path):
   from experiments.configs import ud_pos
   from seqrnn.data import conllu
