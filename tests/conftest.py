@@ -14,7 +14,7 @@ os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'),
 # subprocess, and wherever a function is built anew for each call (a Flax scan's body, a test's
 # closure, the eager ops of `model.init`: thousands of programs of a few milliseconds). All of
 # them go to the runs' persistent cache, whatever their compile time, so each compiles once
-# (HOME empty, 2 cores: 432 s from a fresh clone against 608 and 619 s before; 271 s warm;
+# (HOME empty, 2 cores: 432 and 460 s from fresh clones against 608 and 619 s before; 271 s warm;
 # about 50 MB of cache). Subprocesses inherit the threshold; their runs use the same directory.
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 

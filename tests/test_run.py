@@ -16,6 +16,7 @@ import pytest
 from helpers import digits_config, metric_records, restore_checkpoint, tensorboard_tags
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
+from seqrnn.prepare import use_compilation_cache
 
 
 def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
@@ -103,7 +104,6 @@ def test_compiled_steps_go_to_the_configured_persistent_cache(tmp_path):
 
 
 def test_the_cache_keeps_programs_of_0_2_s_and_over_or_a_lower_threshold_already_set(tmp_path):
-  from seqrnn.prepare import use_compilation_cache
   name = 'jax_persistent_cache_min_compile_time_secs'
   directory, threshold = jax.config.jax_compilation_cache_dir, getattr(jax.config, name)
   try:
