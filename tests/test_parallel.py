@@ -178,6 +178,33 @@ def test_cudnn_weights_give_the_lstms_outputs_in_jaxs_reference_and_cpu_is_refus
         jax.random.key(0), x, LENGTHS)
 
 
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason="cuDNN's LSTM runs on NVIDIA GPUs only")
+@pytest.mark.parametrize('bidirectional', [False, True])
+def test_on_a_gpu_cudnn_gives_the_scan_loops_outputs_carries_and_gradients(bidirectional):
+  # Two layers (the second reads the first's outputs), ragged lengths, and in a reversed
+  # layer each row reversed up to its own length. 'highest' keeps both in float32: the
+  # scan loop's matmuls and cuDNN's (jax.experimental.rnn then refuses TF32).
+  x = _x()
+  stacks = {impl: seqrnn.RNNStack(cell='lstm', hidden_size=5, num_layers=2, impl=impl,
+                                  bidirectional=bidirectional, return_carry=True)
+            for impl in ('scan', 'cudnn')}
+  params = stacks['scan'].init(jax.random.key(1), x, LENGTHS)
+
+  def loss(params, x, impl):
+    carries, outputs = stacks[impl].apply(params, x, LENGTHS)
+    weights = jnp.cos(jnp.arange(outputs.size).reshape(outputs.shape))  # every output counts
+    return (outputs * weights).sum() + sum(jnp.sum(c ** 2) for c in jax.tree.leaves(carries)), (
+        carries, outputs)
+
+  results = {}
+  with jax.default_matmul_precision('highest'):
+    for impl in stacks:
+      results[impl] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True),
+                              static_argnums=2)(params, x, impl)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               results['cudnn'], results['scan'])
+
+
 def test_a_run_logs_each_layers_newton_iterations_and_trains_as_the_scan_loop(tmp_path):
   from experiments.configs import digits
   from helpers import metric_records
