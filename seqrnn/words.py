@@ -86,8 +86,12 @@ class WordEmbedding(nn.Module):
   In training, `embed_dropout` zeroes whole word types (one draw per type per
   batch, Gal & Ghahramani 2016, the kept ones scaled by 1/(1 - rate)) and
   `word_dropout` replaces each word by `unk_id` with that probability (so the
-  unknown word's embedding is trained on real contexts). With `num_chars` and a
-  `char_encoder`, each word's character vector is concatenated to its embedding.
+  unknown word's embedding is trained on real contexts). Where no training word
+  is the unknown word (`data.treebank.min_count=1`, no `word_dropout`), its
+  embedding keeps its initial value, which every word unseen in training reads
+  (measured against zeros and against training it: docs/results.md). With
+  `num_chars` and a `char_encoder`, each word's character vector is concatenated
+  to its embedding.
   """
   vocab_size: int
   embed_dim: int = 64
