@@ -48,11 +48,11 @@ FEW_WORDS = 10_000  # training words
 # Every word type its own embedding. Then no training word is the unknown word, and a dropped
 # type reads zeros, so the unknown word's vector keeps its initial value: a word unseen in
 # training reads it (training it on the dropped types instead gained 0.55 points of Tamil's
-# dev accuracy, one seed, below the bar; docs/results.md). On the seven treebanks above (dev accuracy, one seed) it
-# gained most on the two under 10,000 words (Tamil +2.1, Telugu +0.5) and lost on two of
-# the five above (Hungarian -0.7, Greek -0.7); the threshold, chosen from those, was then
-# tested on three treebanks never run before, 3 seeds each: +0.34 points on their mean
-# (Marathi +1.9, Belarusian +0.2, Lithuanian -1.0; docs/results.md). Where 41% of the test
+# dev accuracy, one seed, below the bar; docs/results.md). On the seven treebanks above (dev
+# accuracy, one seed) it gained most on the two under 10,000 words (Tamil +2.1, Telugu +0.5)
+# and lost on two of the five above (Hungarian -0.7, Greek -0.7); the threshold, chosen from
+# those, was then tested on three treebanks never run before, 3 seeds each: +0.34 points on
+# their mean (Marathi +1.9, Belarusian +0.2, Lithuanian -1.0; docs/results.md). Where 41% of the test
 # words were never seen (Tamil), a word is mostly read from its spelling: twice the character
 # BiLSTM's units (128 a direction) gained 1.4 points of Tamil's dev accuracy and none of
 # Telugu's, then 1.2 to 2.7 points of test accuracy on three treebanks not tuned on
