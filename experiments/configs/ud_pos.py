@@ -52,10 +52,10 @@ FEW_WORDS = 10_000  # training words
 # accuracy, one seed) it gained most on the two under 10,000 words (Tamil +2.1, Telugu +0.5)
 # and lost on two of the five above (Hungarian -0.7, Greek -0.7); the threshold, chosen from
 # those, was then tested on three treebanks never run before, 3 seeds each: +0.34 points on
-# their mean (Marathi +1.9, Belarusian +0.2, Lithuanian -1.0; docs/results.md). Where 41% of the test
-# words were never seen (Tamil), a word is mostly read from its spelling: twice the character
-# BiLSTM's units (128 a direction) gained 1.4 points of Tamil's dev accuracy and none of
-# Telugu's, then 1.2 to 2.7 points of test accuracy on three treebanks not tuned on
+# their mean (Marathi +1.9, Belarusian +0.2, Lithuanian -1.0; docs/results.md). Where 41% of
+# the test words were never seen (Tamil), a word is mostly read from its spelling: twice the
+# character BiLSTM's units (128 a direction) gained 1.4 points of Tamil's dev accuracy and
+# none of Telugu's, then 1.2 to 2.7 points of test accuracy on three treebanks not tuned on
 # (Marathi, Lithuanian, Belarusian, seed 0; docs/results.md).
 FEW_WORDS_TREEBANK = {'data.treebank.min_count': 1, 'model.words.char_hidden_size': 128}
 
