@@ -123,6 +123,11 @@ def _schema():
                                       fixed=True),
       'model.words.char_hidden_size': F(64, "character encoder units (per direction for 'lstm')",
                                         bounds='positive', fixed=True),
+      'model.words.suffix_length': F(0, "with a char_encoder: an embedding of each word's last "
+                                     '1, ..., this many characters joined to its vector; 0: none',
+                                     bounds='non-negative', fixed=True),
+      'model.words.suffix_embed_dim': F(32, 'size of each suffix embedding', bounds='positive',
+                                        fixed=True),
 
       'model.conv.channels': F(0, 'float inputs: width of a convolutional front end before the '
                                "stack (seqrnn.ConvFrontEnd); 0: none", bounds='non-negative',

@@ -12,7 +12,7 @@ from seqrnn import RNNStack
 from seqrnn.config import default_config
 from seqrnn.data import conllu
 from seqrnn.models import build_model
-from seqrnn.words import CharConv, CharEncoder, WordEmbedding
+from seqrnn.words import SUFFIX_BUCKETS, CharConv, CharEncoder, WordEmbedding, suffix_ids
 
 # Three sentences of words of 1-5 characters (ids 2..9); 0 pads words and characters.
 CHARS = np.zeros((3, 4, 5), np.int32)
@@ -153,6 +153,52 @@ def test_a_char_aware_tagger_joins_each_words_characters_to_its_embedding():
   logits1 = model.apply({'params': params}, tokens, lengths, chars=CHARS)
   logits2 = model.apply({'params': params}, tokens, lengths, chars=other)
   assert not np.allclose(logits1[0, 2], logits2[0, 2])
+
+
+def _suffix_id(word, length):
+  """The documented hash, written out: h = (257 h + c + 1) mod buckets over the last
+  `length` characters from the last one back, c = 0 before the word's start."""
+  h = 0
+  for back in range(1, length + 1):
+    c = word[-back] if back <= len(word) else 0
+    h = (257 * h + c + 1) % SUFFIX_BUCKETS
+  return h
+
+
+@pytest.mark.parametrize('length', [1, 2, 3, 4])
+def test_suffix_ids_are_the_documented_hash_of_each_words_last_characters(length):
+  chars = np.random.default_rng(length).integers(1, 5000, (6, 7, 9)).astype(np.int32)
+  word_lengths = np.random.default_rng(0).integers(0, 10, (6, 7))
+  chars[np.arange(9)[None, None, :] >= word_lengths[..., None]] = 0
+  expected = [[_suffix_id(list(chars[b, t, :word_lengths[b, t]]), length) for t in range(7)]
+              for b in range(6)]
+  np.testing.assert_array_equal(suffix_ids(jnp.asarray(chars), length), expected)
+  np.testing.assert_array_equal(suffix_ids(jnp.asarray(_pad(chars, 2, 3)), length)[:, :7], expected)
+
+
+def test_words_that_end_alike_share_their_suffix_vectors_and_no_other_part():
+  embed = WordEmbedding(vocab_size=12, embed_dim=4, num_chars=10, char_encoder='cnn',
+                        char_hidden_size=3, suffix_length=3, suffix_embed_dim=2)
+  chars = np.zeros((1, 4, 5), np.int32)
+  for t, word in enumerate([[2, 3, 4, 5, 6], [7, 4, 5, 6], [4, 5, 6], [5, 6]]):
+    chars[0, t, :len(word)] = word
+  tokens = np.array([[2, 3, 4, 5]], np.int32)
+  params = embed.init(jax.random.key(0), tokens, chars, train=False)
+  out = np.asarray(embed.apply(params, tokens, chars, train=False))[0]
+  assert out.shape == (4, 4 + 3 + 3 * 2)  # word, characters, then suffixes of 1, 2 and 3
+  s1, s2, s3 = out[:, 7:9], out[:, 9:11], out[:, 11:13]
+  np.testing.assert_array_equal(s1, s1[[0]].repeat(4, 0))  # all end in 6
+  np.testing.assert_array_equal(s2, s2[[0]].repeat(4, 0))  # and in 5 6
+  np.testing.assert_array_equal(s3[:3], s3[[0]].repeat(3, 0))  # three in 4 5 6
+  assert not np.allclose(s3[3], s3[0])  # a two-character word's own ending
+  assert not np.allclose(out[0, :7], out[1, :7])
+
+
+def test_suffixes_without_a_char_encoder_are_refused_before_any_work():
+  with pytest.raises(ValueError, match=r"suffix_length=3 reads the last characters .*"
+                                       r"char_encoder to 'lstm' or 'cnn'"):
+    build_model('labelling', tiny_model_config(suffix_length=3), num_classes=3, vocab_size=9,
+                num_chars=10)
 
 
 CONLLU = """# sent_id = 1
