@@ -19,19 +19,21 @@ CHAR_ENCODERS = ('none', 'lstm', 'cnn')
 SUFFIX_BUCKETS = 2 ** 14
 
 
-def suffix_ids(chars_btc, length):
-  """Each word's last `length` characters as a row of a table of SUFFIX_BUCKETS:
+def suffix_ids(chars_btc, max_length):
+  """Each word's last 1, ..., `max_length` characters as rows of tables of SUFFIX_BUCKETS:
   h = 0, then h = (257 h + c + 1) mod SUFFIX_BUCKETS for the characters c from the last
   one back (c = 0 before a word's first character, so a shorter word has its own
-  ending). chars int [batch, time, chars], 0 past each word's end; returns int
-  [batch, time]. Distinct endings can share a row (a hash, not a vocabulary)."""
+  ending); the k-th id is h after k characters. chars int [batch, time, chars], 0 past
+  each word's end; returns int [batch, time, max_length]. Distinct endings can share a
+  row (a hash, not a vocabulary)."""
   lengths = (chars_btc > 0).sum(-1)
-  ids = jnp.zeros_like(lengths)
-  for back in range(length):
+  h, ids = jnp.zeros_like(lengths), []
+  for back in range(max_length):
     at = lengths - 1 - back
     c = jnp.take_along_axis(chars_btc, jnp.maximum(at, 0)[..., None], -1)[..., 0]
-    ids = (ids * 257 + jnp.where(at >= 0, c, 0) + 1) % SUFFIX_BUCKETS
-  return ids
+    h = (h * 257 + jnp.where(at >= 0, c, 0) + 1) % SUFFIX_BUCKETS
+    ids.append(h)
+  return jnp.stack(ids, -1)
 
 
 class CharEncoder(nn.Module):
@@ -144,6 +146,9 @@ class WordEmbedding(nn.Module):
                        f"'chars' array)")
     chars = CharEncoder(self.num_chars, self.char_encoder, self.char_embed_dim,
                         self.char_hidden_size, name='chars')(chars_btc)
-    suffixes = [nn.Embed(SUFFIX_BUCKETS, self.suffix_embed_dim, name=f'suffix_{k}')(
-        suffix_ids(chars_btc, k)) for k in range(1, self.suffix_length + 1)]
-    return jnp.concatenate([x, chars.astype(x.dtype), *suffixes], -1)
+    parts = [x, chars.astype(x.dtype)]
+    if self.suffix_length:
+      ids = suffix_ids(chars_btc, self.suffix_length)
+      parts += [nn.Embed(SUFFIX_BUCKETS, self.suffix_embed_dim, name=f'suffix_{k + 1}')(
+          ids[..., k]) for k in range(self.suffix_length)]
+    return jnp.concatenate(parts, -1)

@@ -165,15 +165,15 @@ def _suffix_id(word, length):
   return h
 
 
-@pytest.mark.parametrize('length', [1, 2, 3, 4])
-def test_suffix_ids_are_the_documented_hash_of_each_words_last_characters(length):
-  chars = np.random.default_rng(length).integers(1, 5000, (6, 7, 9)).astype(np.int32)
+@pytest.mark.parametrize('seed', [1, 2])
+def test_suffix_ids_are_the_documented_hash_of_each_words_last_characters(seed):
+  chars = np.random.default_rng(seed).integers(1, 5000, (6, 7, 9)).astype(np.int32)
   word_lengths = np.random.default_rng(0).integers(0, 10, (6, 7))
   chars[np.arange(9)[None, None, :] >= word_lengths[..., None]] = 0
-  expected = [[_suffix_id(list(chars[b, t, :word_lengths[b, t]]), length) for t in range(7)]
-              for b in range(6)]
-  np.testing.assert_array_equal(suffix_ids(jnp.asarray(chars), length), expected)
-  np.testing.assert_array_equal(suffix_ids(jnp.asarray(_pad(chars, 2, 3)), length)[:, :7], expected)
+  expected = [[[_suffix_id(list(chars[b, t, :word_lengths[b, t]]), k) for k in (1, 2, 3, 4)]
+               for t in range(7)] for b in range(6)]
+  np.testing.assert_array_equal(suffix_ids(jnp.asarray(chars), 4), expected)
+  np.testing.assert_array_equal(suffix_ids(jnp.asarray(_pad(chars, 2, 3)), 4)[:, :7], expected)
 
 
 def test_words_that_end_alike_share_their_suffix_vectors_and_no_other_part():
