@@ -481,6 +481,11 @@ def validate_config(config):
   if fields['data.uea.deviation'] and fields['data.name'] != 'uea':
     raise ValueError(f"config.data.uea.deviation=True is read by data set 'uea' alone; "
                      f"data.name={fields['data.name']!r} would ignore it: set it False")
+  if fields['model.words.suffix_length'] and fields['model.words.char_encoder'] == 'none':
+    raise ValueError(f"config.model.words.suffix_length={fields['model.words.suffix_length']} "
+                     f"reads the last characters of each word, which only a char_encoder's data "
+                     f"carry; set config.model.words.char_encoder to 'lstm' or 'cnn', or "
+                     f"suffix_length=0")
   if fields['data.frames.size'] and fields['data.frames.stride'] > fields['data.frames.size']:
     raise ValueError(f"config.data.frames.stride={fields['data.frames.stride']} is more than "
                      f"config.data.frames.size={fields['data.frames.size']}: frames would skip "

@@ -173,10 +173,6 @@ def build_model(task, model_config, *, num_classes, vocab_size=None, num_chars=N
     raise ValueError(f'config.model.words.char_encoder={w.char_encoder!r} reads the characters '
                      f'of each word, and this data set has none (only treebanks, data.name '
                      f"'conllu' or 'turkish_pos', do); set config.model.words.char_encoder='none'")
-  if w.suffix_length and w.char_encoder == 'none':
-    raise ValueError(f'config.model.words.suffix_length={w.suffix_length} reads the last '
-                     f"characters of each word, which only a char_encoder's data carry; set "
-                     f"config.model.words.char_encoder to 'lstm' or 'cnn', or suffix_length=0")
   words = conv = None
   if vocab_size is not None:
     words = WordEmbedding(vocab_size, num_chars=num_chars or 0, **w)

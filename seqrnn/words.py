@@ -9,8 +9,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrnn.masks import per_step_bernoulli
+from seqrnn import checks
 from seqrnn.cells import hidden_state
+from seqrnn.masks import per_step_bernoulli
 from seqrnn.stack import RNNStack
 
 CHAR_ENCODERS = ('none', 'lstm', 'cnn')
@@ -126,6 +127,28 @@ class WordEmbedding(nn.Module):
   char_hidden_size: int = 64
   suffix_length: int = 0
   suffix_embed_dim: int = 32
+
+  def __post_init__(self):
+    """Attributes are checked when the embedding is made, naming the bad one."""
+    for name in ('vocab_size', 'embed_dim', 'char_embed_dim', 'char_hidden_size',
+                 'suffix_embed_dim'):
+      checks.check_positive(getattr(self, name), name, 'WordEmbedding')
+    for name in ('embed_dropout', 'word_dropout'):
+      checks.check_rate(getattr(self, name), name, 'WordEmbedding')
+    if self.char_encoder not in CHAR_ENCODERS:
+      raise ValueError(f'WordEmbedding: char_encoder={self.char_encoder!r} is not one of '
+                       f'{list(CHAR_ENCODERS)}')
+    if self.char_encoder != 'none':
+      checks.check_positive(self.num_chars, 'num_chars', f'WordEmbedding({self.char_encoder!r})')
+    if self.suffix_length:
+      checks.check_positive(self.suffix_length, 'suffix_length', 'WordEmbedding')
+      if self.char_encoder == 'none':
+        # Without a character encoder the model is called without characters: the
+        # suffixes would be dropped silently.
+        raise ValueError(f'WordEmbedding: suffix_length={self.suffix_length} reads the last '
+                         f"characters of each word, which only a char_encoder's inputs carry; "
+                         f"set char_encoder to 'lstm' or 'cnn', or suffix_length=0")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, tokens_bt, chars_btc=None, *, train):

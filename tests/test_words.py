@@ -9,7 +9,7 @@ import pytest
 from helpers import tiny_model_config
 
 from seqrnn import RNNStack
-from seqrnn.config import default_config
+from seqrnn.config import default_config, validate_config
 from seqrnn.data import conllu
 from seqrnn.models import build_model
 from seqrnn.words import SUFFIX_BUCKETS, CharConv, CharEncoder, WordEmbedding, suffix_ids
@@ -194,11 +194,29 @@ def test_words_that_end_alike_share_their_suffix_vectors_and_no_other_part():
   assert not np.allclose(out[0, :7], out[1, :7])
 
 
-def test_suffixes_without_a_char_encoder_are_refused_before_any_work():
-  with pytest.raises(ValueError, match=r"suffix_length=3 reads the last characters .*"
-                                       r"char_encoder to 'lstm' or 'cnn'"):
-    build_model('labelling', tiny_model_config(suffix_length=3), num_classes=3, vocab_size=9,
-                num_chars=10)
+def test_suffixes_without_a_char_encoder_are_refused_by_the_config_and_by_the_module():
+  config = default_config()
+  config.model.words.suffix_length = 3
+  with pytest.raises(ValueError, match=r"config.model.words.suffix_length=3 reads the last "
+                                       r"characters .*config.model.words.char_encoder to 'lstm'"):
+    validate_config(config)
+  # Used directly the module would be called without characters and drop the suffixes.
+  with pytest.raises(ValueError, match=r"WordEmbedding: suffix_length=3 reads the last characters "
+                                       r".*char_encoder to 'lstm' or 'cnn'"):
+    WordEmbedding(vocab_size=9, suffix_length=3)
+
+
+@pytest.mark.parametrize('attributes, message', [
+    ({'embed_dropout': 1.0}, r'WordEmbedding: embed_dropout=1.0 must be in \[0, 1\)'),
+    ({'word_dropout': -0.1}, r'WordEmbedding: word_dropout=-0.1 must be in \[0, 1\)'),
+    ({'embed_dim': 0}, r'WordEmbedding: embed_dim=0 must be an integer >= 1'),
+    ({'char_encoder': 'gru', 'num_chars': 5}, r"char_encoder='gru' is not one of \['none', "),
+    ({'char_encoder': 'lstm'}, r"WordEmbedding\('lstm'\): num_chars=0 must be an integer >= 1"),
+    ({'char_encoder': 'cnn', 'num_chars': 5, 'suffix_length': 1.5}, r'suffix_length=1.5 must'),
+])
+def test_word_embedding_names_a_bad_attribute_when_it_is_made(attributes, message):
+  with pytest.raises(ValueError, match=message):
+    WordEmbedding(vocab_size=9, **attributes)
 
 
 CONLLU = """# sent_id = 1
