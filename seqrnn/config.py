@@ -231,6 +231,9 @@ def _schema():
                                          bounds='non-negative'),
       'train.compilation_cache': F('~/.cache/seqrnn/jax', "JAX's persistent compilation cache, "
                                    "reused by later runs; '' disables"),
+      'train.compilation_cache_gib': F(2.0, 'its size limit in GiB, kept as each run starts by '
+                                       'deleting the least recently used entries; 0: none',
+                                       bounds='non-negative'),
       'train.skip_nonfinite': F(False, 'on a NaN/Inf loss, gradient or update, or an invalid '
                                 'batch: skip it (True) or stop (False)'),
   }

@@ -1,5 +1,7 @@
 """What a run prepares before its loop: checked data, padded lengths, models and fresh states."""
 
+import contextlib
+import os
 import pathlib
 from typing import Any, NamedTuple
 
@@ -31,20 +33,54 @@ def load_and_check_data(config):
   return dataset
 
 
-def use_compilation_cache(directory):
+def use_compilation_cache(directory, max_gib=0):
   """Points JAX's persistent compilation cache at `directory`, so that a second run,
   or a resume, of the same config loads its compiled steps instead of compiling
   them again. '' leaves JAX's own setting as it is. Programs that compile in 0.2 s
   or more are kept (JAX's default: 1 s); a lower threshold already set, as
-  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 for the tests, is kept too."""
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 for the tests, is kept too.
+  `max_gib` > 0 first trims the directory to that size (`trim_compilation_cache`)."""
   if not directory:
     return
   path = str(pathlib.Path(directory).expanduser())
+  if max_gib > 0:
+    trim_compilation_cache(path, int(max_gib * 2**30))
   if jax.config.jax_compilation_cache_dir != path:
     jax.config.update('jax_compilation_cache_dir', path)
     compilation_cache.reset_cache()  # a cache in use would otherwise keep its old directory
   jax.config.update('jax_persistent_cache_min_compile_time_secs',
                     min(jax.config.jax_persistent_cache_min_compile_time_secs, 0.2))
+
+
+# The names JAX gives its cache's files: an entry, and the time it was last read where
+# JAX's own size limit (jax_compilation_cache_max_size) is on.
+_CACHE_SUFFIXES = ('-cache', '-atime')
+
+
+def trim_compilation_cache(directory, max_bytes):
+  """Deletes the least recently used entries of the JAX compilation cache in
+  `directory` until the rest take at most `max_bytes`; returns how many went.
+
+  Any entry may go: a program JAX does not find there is compiled again. Only files
+  named as JAX names its entries are counted or deleted, so a cache pointed at a
+  directory holding other files leaves those alone. Runs at the start of a run rather
+  than through JAX's own limit, which needs the `filelock` package and stops writing to
+  a directory whose entries were written without it."""
+  entries = []
+  with os.scandir(directory) if os.path.isdir(directory) else contextlib.nullcontext(()) as it:
+    for entry in it:
+      if entry.is_file(follow_symlinks=False) and entry.name.endswith(_CACHE_SUFFIXES):
+        stat = entry.stat(follow_symlinks=False)
+        entries.append((max(stat.st_atime, stat.st_mtime), stat.st_size, entry.path))
+  entries.sort()
+  total, removed = sum(size for _, size, _ in entries), 0
+  for _, size, path in entries:
+    if total <= max_bytes:
+      break
+    with contextlib.suppress(FileNotFoundError):  # another run trimmed it first
+      os.remove(path)
+    total, removed = total - size, removed + 1
+  return removed
 
 
 # Data fields read after the data are loaded (checked again once a config.adapt rule has run):
@@ -79,7 +115,7 @@ def check_batch_sizes(config):
 
 def prepare_data(config):
   """(dataset, buckets) of `config`, checked; with the compilation cache in place."""
-  use_compilation_cache(config.train.compilation_cache)
+  use_compilation_cache(config.train.compilation_cache, config.train.compilation_cache_gib)
   dataset = load_and_check_data(config)
   check_batch_sizes(config)
   all_lengths = np.concatenate([s['lengths'] for s in dataset.splits.values()])

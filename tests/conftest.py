@@ -25,7 +25,8 @@ from seqrnn.config import default_config  # noqa: E402
 from seqrnn.prepare import use_compilation_cache  # noqa: E402
 
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)  # if JAX was imported before
-use_compilation_cache(default_config().train.compilation_cache)
+use_compilation_cache(default_config().train.compilation_cache,
+                      default_config().train.compilation_cache_gib)
 
 # The tests import tests/helpers.py and tests/reference.py, also when run from elsewhere.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

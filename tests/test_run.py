@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import pathlib
 import re
 import signal
@@ -16,7 +17,7 @@ import pytest
 from helpers import digits_config, metric_records, restore_checkpoint, tensorboard_tags
 from seqrnn import Preempted, train_and_evaluate
 from seqrnn.data import batching
-from seqrnn.prepare import use_compilation_cache
+from seqrnn.prepare import trim_compilation_cache, use_compilation_cache
 
 
 def test_digits_training_beats_chance_and_writes_its_files(tmp_path):
@@ -101,6 +102,39 @@ def test_compiled_steps_go_to_the_configured_persistent_cache(tmp_path):
   train_and_evaluate(config, tmp_path / 'run')
   entries = [p.name for p in (tmp_path / 'cache').iterdir()]
   assert any(name.startswith('jit_train_step') for name in entries), entries
+
+
+def test_the_cache_is_trimmed_to_its_limit_least_recently_used_first(tmp_path):
+  def entry(name, size, used):  # `used`: seconds since the epoch it was last read
+    path = tmp_path / name
+    path.write_bytes(b'x' * size)
+    os.utime(path, (used, used))
+    return name
+  old, middle, new = (entry(f'jit_step-{key}-cache', 400, used)
+                      for key, used in (('a', 1000), ('b', 2000), ('c', 3000)))
+  atime = entry('jit_step-c-atime', 8, 3000)
+  other = entry('notes.txt', 10_000, 0)  # not JAX's: neither counted nor deleted
+  assert trim_compilation_cache(str(tmp_path), 900) == 1
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted([middle, new, atime, other])
+  assert trim_compilation_cache(str(tmp_path), 900) == 0
+  assert trim_compilation_cache(str(tmp_path), 0) == 3
+  assert [p.name for p in tmp_path.iterdir()] == [other]
+  assert trim_compilation_cache(str(tmp_path / 'absent'), 0) == 0
+
+
+def test_a_run_trims_its_cache_before_it_compiles(tmp_path):
+  cache = tmp_path / 'cache'
+  cache.mkdir()
+  (cache / 'jit_stale-0-cache').write_bytes(b'x' * 2**20)
+  directory = jax.config.jax_compilation_cache_dir
+  try:
+    use_compilation_cache(str(cache), max_gib=0.5 / 2**10)  # half a MiB
+    assert list(cache.iterdir()) == []
+    (cache / 'jit_stale-0-cache').write_bytes(b'x' * 2**20)
+    use_compilation_cache(str(cache), max_gib=0)  # no limit
+    assert [p.name for p in cache.iterdir()] == ['jit_stale-0-cache']
+  finally:  # conftest's: every program, in the suite's directory
+    use_compilation_cache(directory)
 
 
 def test_the_cache_keeps_programs_of_0_2_s_and_over_or_a_lower_threshold_already_set(tmp_path):
