@@ -52,24 +52,21 @@ def use_compilation_cache(directory, max_gib=0):
                     min(jax.config.jax_persistent_cache_min_compile_time_secs, 0.2))
 
 
-# The names JAX gives its cache's files: an entry, and the time it was last read where
-# JAX's own size limit (jax_compilation_cache_max_size) is on.
-_CACHE_SUFFIXES = ('-cache', '-atime')
-
-
 def trim_compilation_cache(directory, max_bytes):
   """Deletes the least recently used entries of the JAX compilation cache in
   `directory` until the rest take at most `max_bytes`; returns how many went.
 
   Any entry may go: a program JAX does not find there is compiled again. Only files
-  named as JAX names its entries are counted or deleted, so a cache pointed at a
-  directory holding other files leaves those alone. Runs at the start of a run rather
-  than through JAX's own limit, which needs the `filelock` package and stops writing to
-  a directory whose entries were written without it."""
+  named as JAX names its entries (`*-cache`, with the `*-atime` beside each where
+  JAX's own limit is on) are counted or deleted, so a cache pointed at a directory
+  holding other files leaves those alone. Done here rather than by JAX's own limit
+  (`jax_compilation_cache_max_size`), which needs the `filelock` package."""
+  if not os.path.isdir(directory):
+    return 0
   entries = []
-  with os.scandir(directory) if os.path.isdir(directory) else contextlib.nullcontext(()) as it:
+  with os.scandir(directory) as it:
     for entry in it:
-      if entry.is_file(follow_symlinks=False) and entry.name.endswith(_CACHE_SUFFIXES):
+      if entry.is_file(follow_symlinks=False) and entry.name.endswith('-cache'):
         stat = entry.stat(follow_symlinks=False)
         entries.append((max(stat.st_atime, stat.st_mtime), stat.st_size, entry.path))
   entries.sort()
@@ -77,8 +74,9 @@ def trim_compilation_cache(directory, max_bytes):
   for _, size, path in entries:
     if total <= max_bytes:
       break
-    with contextlib.suppress(FileNotFoundError):  # another run trimmed it first
-      os.remove(path)
+    for name in (path, path.removesuffix('-cache') + '-atime'):
+      with contextlib.suppress(FileNotFoundError):  # no time file, or another run was first
+        os.remove(name)
     total, removed = total - size, removed + 1
   return removed
 
